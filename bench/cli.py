@@ -1,0 +1,270 @@
+"""The ``bench`` command line (Typer).
+
+Every command reads ``bench.toml`` from the project root. User errors print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tabulate import tabulate
+
+from bench.errors import BenchError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="survbench: re-run published multimodal survival methods on fixed TCGA splits.")
+data_app = typer.Typer(no_args_is_help=True, help="Feature stores: import real features or synthesise stand-ins.")
+app.add_typer(data_app, name="data")
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _settings():
+    from bench.config import load_settings
+
+    return load_settings()
+
+
+def _parse_folds(text: str | None) -> list[int] | None:
+    if text is None or text.strip().lower() == "all":
+        return None
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise BenchError(f"bad --folds '{text}': write fold numbers like 0,2 or 'all'") from None
+
+
+# ----------------------------------------------------------------------------------------------
+# bench run
+
+
+@app.command()
+def run(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name (see `bench methods`).")],
+    cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort: BLCA, BRCA, GBMLGG, LUAD or UCEC.")],
+    folds: Annotated[str | None, typer.Option(help="Comma-separated folds, e.g. 0,2 (default: all).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default from bench.toml).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the method's number of epochs.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override (repeatable).")] = None,
+    variant: Annotated[str | None, typer.Option(help="A named variant of the method (e.g. CCL's ablations).")] = None,
+    features: Annotated[str | None, typer.Option(help="Feature store: auto, synthetic, a name or an .h5 path.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain folds that are already stored.")] = False,
+) -> None:
+    """Train and evaluate one method on one cohort over the fixed 5-fold splits."""
+    from bench.config import parse_sets
+    from bench.runner import execute, plan_run, summarize
+
+    settings = _settings()
+    plan = plan_run(settings, method, cohort, folds=_parse_folds(folds), seed=seed, epochs=epochs, device=device,
+                    sets=parse_sets(set_ or []), variant=variant, features=features, results=results)
+    info = plan.info
+    console.print(f"[bold]{info.title}[/] on [bold]{plan.cohort.name}[/] · variant [cyan]{plan.variant}[/] "
+                  f"(config {plan.chash}) · seed {plan.seed} · device {plan.device} · genomics build "
+                  f"{plan.cohort.build}")
+    if plan.store is not None:
+        s = plan.store.info
+        console.print(f"pathology features: {s.kind.upper()} store {s.path.name} ({s.n_slides} slides, "
+                      f"{s.n_patches} patches x {s.dim}, {s.nbytes / 2**20:.0f} MiB)")
+        if plan.store.notice:
+            err_console.print(f"[yellow]{plan.store.notice}[/]")
+    epochs_total = plan.config["train"]["epochs"]
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                  transient=False, disable=not console.is_terminal) as bar:
+
+        def progress_for(fold: int):
+            from bench.engine import Progress as EngineProgress
+
+            task = bar.add_task(f"fold {fold}", total=epochs_total, status="")
+            state = {"epoch": 0}
+
+            def on_step(i: int, n: int, loss: float) -> None:
+                if i % 16 == 0 or i == n:
+                    bar.update(task, status=f"epoch {state['epoch'] + 1}/{epochs_total} step {i}/{n} loss {loss:.3f}")
+
+            def on_epoch(log) -> None:
+                state["epoch"] = log.epoch
+                bar.update(task, completed=log.epoch,
+                           status=f"epoch {log.epoch}/{epochs_total} loss {log.train_loss:.3f} val C {log.val_cindex:.4f}")
+                if not console.is_terminal and (log.epoch == epochs_total or log.epoch % 10 == 0):
+                    console.print(f"  fold {fold} epoch {log.epoch}/{epochs_total}: loss {log.train_loss:.4f}, "
+                                  f"val C-index {log.val_cindex:.4f} ({log.seconds:.1f}s)")
+
+            return EngineProgress(on_step=on_step, on_epoch=on_epoch)
+
+        def on_fold(out) -> None:
+            if out.status == "skipped":
+                console.print(f"  fold {out.fold}: already stored, skipped (--force retrains)")
+            else:
+                console.print(f"  fold {out.fold}: {out.status} in {out.seconds:.1f}s -> {out.path}")
+
+        execute(plan, force=force, progress=progress_for, on_fold=on_fold)
+
+    summary = summarize(plan)
+    rows = [[f.fold, f"{f.best_cindex:.4f}", f.best_epoch, f"{f.last_cindex:.4f}", f.last_epoch] for f in summary.folds]
+    bm, bsd = summary.protocol("best-val")
+    lm, lsd = summary.protocol("last")
+    rows.append(["mean ± std", f"{bm:.4f} ± {bsd:.4f}", "", f"{lm:.4f} ± {lsd:.4f}", ""])
+    console.print(tabulate(rows, headers=["fold", "C best-val", "epoch", "C last", "epoch"], tablefmt="simple"))
+    kind = "synthetic" if plan.store is not None and plan.store.info.synthetic else (
+        "real" if plan.store is not None else "none")
+    console.print(f"protocols: best-val = max val C-index over epochs (official {info.title} rule: {info.selection}); "
+                  f"last = epoch {epochs_total}. Pathology: {kind}. Predictions: {plan.results}")
+
+
+# ----------------------------------------------------------------------------------------------
+# bench methods / cohorts
+
+
+@app.command()
+def methods(details: Annotated[bool, typer.Option("--details", help="Also show notes and parameter counts.")] = False) -> None:
+    """List the registered methods."""
+    from bench.registry import all_methods
+
+    rows = []
+    for m in all_methods():
+        row = [m.name, m.title, m.modality, m.selection, "yes" if m.reimplementation else "", m.source,
+               m.official_code or "—"]
+        rows.append(row)
+    console.print(tabulate(rows, headers=["name", "title", "modality", "selection", "inferred", "source", "official code"]))
+    if details:
+        from bench.inspect import parameter_counts
+
+        settings = _settings()
+        for m in all_methods():
+            counts = parameter_counts(settings, m)
+            console.print(f"\n[bold]{m.title}[/] ({m.name}) — {m.paper}")
+            console.print(f"  parameters: {counts}")
+            console.print(f"  defaults: train {dict(m.train) or 'bench.toml [train]'}; model {dict(m.hparams)}")
+            if m.variants:
+                console.print(f"  variants: {', '.join(m.variants)}")
+            console.print(f"  notes: {m.notes}")
+
+
+@app.command()
+def cohorts() -> None:
+    """List the bundled cohorts: patients, slides, censoring, genomic groups and feature stores."""
+    from bench.cohort import GROUP_NAMES, available_cohorts, load_cohort, short_name, table_builds
+    from bench.features import list_stores
+
+    settings = _settings()
+    rows = []
+    for name in available_cohorts(settings):
+        co = load_cohort(settings, name, settings["data"]["genomics"]) if settings["data"]["genomics"] in table_builds(
+            settings, name) else load_cohort(settings, name, table_builds(settings, name)[0])
+        stores = ", ".join(p.stem for p in list_stores(settings, name)) or "—"
+        rows.append([short_name(name), co.n_patients, co.n_slides, f"{100 * co.censorship.mean():.1f}%", co.build,
+                     co.genomics.shape[1], " / ".join(map(str, co.group_sizes)), sum(co.group_sizes),
+                     ", ".join(table_builds(settings, name)), stores])
+    console.print(tabulate(rows, headers=["cohort", "patients", "slides", "censored", "build", "genomic cols",
+                                          "groups " + "/".join(GROUP_NAMES), "grouped", "builds", "feature stores"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# bench data
+
+
+@data_app.command("import")
+def data_import(
+    cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort the slides belong to.")],
+    features: Annotated[Path, typer.Option("--features", help="Folder of CLAM .pt or CLAM/TRIDENT .h5 files.")],
+    name: Annotated[str | None, typer.Option(help="Store name (default: the encoder name).")] = None,
+    encoder: Annotated[str, typer.Option(help="Encoder that made the features (recorded).")] = "resnet50",
+    dim: Annotated[int | None, typer.Option(help="Expected feature dimension (checked).")] = None,
+    dtype: Annotated[str, typer.Option(help="Stored dtype: float16 or float32.")] = "float16",
+    allow_missing_slides: Annotated[bool, typer.Option("--allow-missing-slides",
+                                                       help="Drop patients lacking a slide (recorded).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing store of that name.")] = False,
+) -> None:
+    """Convert a folder of per-slide features into the cohort's contiguous feature store."""
+    from bench.cohort import load_cohort
+    from bench.features import cohort_store_dir
+    from bench.features.importer import import_features
+
+    settings = _settings()
+    co = load_cohort(settings, cohort)
+    if dtype not in ("float16", "float32"):
+        raise BenchError(f"bad --dtype '{dtype}': float16 or float32")
+    store_name = name or encoder
+    if store_name.startswith("synthetic"):
+        raise BenchError("store names starting with 'synthetic' are reserved for synthetic stores; pick another --name")
+    dest = cohort_store_dir(settings, co.name) / f"{store_name}.h5"
+    if dest.exists() and not force:
+        raise BenchError(f"{dest} exists; pass --force to replace it or choose another --name")
+    info = import_features(co, features, dest, encoder=encoder, allow_missing=allow_missing_slides,
+                           expected_dim=dim, dtype=dtype)
+    console.print(f"wrote {info.path}: {info.n_slides} slides, {info.n_patches} patches x {info.dim} ({info.dtype}), "
+                  f"real features from {features}")
+    if info.dropped_patients:
+        console.print(f"[yellow]dropped {len(info.dropped_patients)} patient(s) with missing slides (recorded in the "
+                      f"store): {', '.join(info.dropped_patients[:10])}{' ...' if len(info.dropped_patients) > 10 else ''}[/]")
+
+
+@data_app.command("synth")
+def data_synth(
+    cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort whose slide ids to use.")],
+    patches: Annotated[int | None, typer.Option(help="Mean patches per slide.")] = None,
+    signal: Annotated[float | None, typer.Option(help="Survival signal strength (0 = none).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    dim: Annotated[int | None, typer.Option(help="Feature dimension.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild if it exists.")] = False,
+) -> None:
+    """Write a SYNTHETIC feature store for the cohort's real slide ids (labelled synthetic everywhere)."""
+    from bench.cohort import load_cohort
+    from bench.config import SYNTHETIC_KEYS
+    from bench.features import cohort_store_dir
+    from bench.features.synthetic import synthesize, synthetic_store_name
+
+    settings = _settings()
+    co = load_cohort(settings, cohort)
+    s = dict(settings["synthetic"])
+    for k, v in (("patches", patches), ("signal", signal), ("seed", seed), ("dim", dim)):
+        if v is not None:
+            s[k] = SYNTHETIC_KEYS[k].validate(k, v)
+    dest = cohort_store_dir(settings, co.name) / synthetic_store_name(s["patches"], s["signal"], s["seed"], s["dim"])
+    if dest.exists() and not force:
+        console.print(f"{dest} exists (use --force to rebuild)")
+        return
+    info = synthesize(co, dest, patches=s["patches"], signal=s["signal"], seed=s["seed"], dim=s["dim"])
+    console.print(f"wrote SYNTHETIC store {info.path}: {info.n_slides} slides, {info.n_patches} patches x {info.dim}, "
+                  f"signal {s['signal']}, seed {s['seed']}")
+    default = (s == dict(settings["synthetic"]))
+    if not default:
+        console.print(f"use it with: bench run ... --features {info.path.stem}")
+
+
+def main() -> None:
+    """Console entry point: run the app; user errors print one line and exit 2."""
+    try:
+        app(standalone_mode=False)
+    except BenchError as exc:
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; completed folds are stored, an unfinished fold resumes from its checkpoint")
+        sys.exit(130)
+    except (typer.Exit, SystemExit) as exc:
+        code = getattr(exc, "exit_code", getattr(exc, "code", 0))
+        sys.exit(code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,252 @@
+"""Building blocks shared by several methods (written from the method spec, not copied).
+
+* :func:`snn_block` — self-normalising block ``Linear -> ELU|SELU -> AlphaDropout``.
+* :class:`GatedAttention` — Ilse et al.'s gated attention scores, with a padding mask.
+* :class:`NystromAttention` — Nyström-approximated self-attention (Xiong et al. 2021) as used by
+  TransMIL, CMTA and CCL: front zero-padding to a multiple of the landmark count, landmark means,
+  iterative Moore–Penrose pseudo-inverse, depth-wise convolution residual on the values.
+* :class:`TransLayer` — ``x + NystromAttention(LayerNorm(x))`` (no feed-forward sub-layer).
+* :class:`PPEG` — TransMIL's pyramid position encoding (depth-wise 7/5/3 convolutions on a grid).
+* :class:`TokenTransformer` — class token + two TransLayers + LayerNorm over a few tokens (CCL's
+  fusion Transformer; also SNNTrans and DualTrans).
+* :class:`TransMILBody` — square wrap-padding, class token, TransLayer, PPEG, TransLayer, LayerNorm.
+* masked pooling helpers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def snn_block(d_in: int, d_out: int, activation: str = "elu", dropout: float = 0.25) -> nn.Sequential:
+    """``Linear -> ELU (MCAT family) or SELU (CCL) -> AlphaDropout``."""
+    act = nn.ELU() if activation == "elu" else nn.SELU()
+    return nn.Sequential(nn.Linear(d_in, d_out), act, nn.AlphaDropout(p=dropout, inplace=False))
+
+
+def init_snn_weights(module: nn.Module) -> None:
+    """MCAT's SNN init: every Linear weight ~ N(0, 1/fan_in), bias 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 1.0 / math.sqrt(m.weight.size(1)))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def init_xavier(module: nn.Module) -> None:
+    """Xavier-normal Linear weights, zero biases, LayerNorm (1, 0) (MCAT/CLAM/CMTA convention)."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_normal_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+class GatedAttention(nn.Module):
+    """Gated attention scores ``w^T (tanh(V h) * sigmoid(U h))`` per instance (``[B, N, n_out]``)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.25, n_out: int = 1) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Dropout(dropout))
+        self.b = nn.Sequential(nn.Linear(dim, hidden), nn.Sigmoid(), nn.Dropout(dropout))
+        self.w = nn.Linear(hidden, n_out)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.w(self.a(h) * self.b(h))
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = 1) -> torch.Tensor:
+    """Softmax over ``dim`` with padded positions (mask False) given zero weight.
+
+    ``mask`` is ``[B, N]``; ``scores`` is ``[B, N, ...]`` (the instance axis is 1).
+    """
+    if mask is not None:
+        m = mask.view(*mask.shape, *([1] * (scores.dim() - 2)))
+        scores = scores.masked_fill(~m, float("-inf"))
+    return torch.softmax(scores, dim=dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over instances (axis 1) of ``[B, N, D]`` ignoring padding."""
+    if mask is None:
+        return x.mean(dim=1)
+    m = mask.unsqueeze(-1).to(x.dtype)
+    return (x * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+
+def masked_max(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Element-wise max over instances (axis 1) of ``[B, N, D]`` ignoring padding."""
+    if mask is not None:
+        x = x.masked_fill(~mask.unsqueeze(-1), float("-inf"))
+    return x.max(dim=1).values
+
+
+def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Apply ``fn`` to each bag of a padded batch separately (on its real patches only), stack results.
+
+    Used by models whose computation depends on the bag length (Nyström padding, square grids), so
+    that a patient's output is the same alone or in a padded batch. The loop is over patients, not
+    patches.
+    """
+    if x.shape[0] == 1 and (mask is None or bool(mask.all())):
+        return fn(x)
+    outs = []
+    for i in range(x.shape[0]):
+        n = int(mask[i].sum()) if mask is not None else x.shape[1]
+        outs.append(fn(x[i:i + 1, :n]))
+    return torch.cat(outs, dim=0)
+
+
+def moore_penrose_pinv(x: torch.Tensor, iters: int = 6) -> torch.Tensor:
+    """Iterative pseudo-inverse (Razavi et al.): ``Z <- Z (13I - XZ(15I - XZ(7I - XZ))) / 4``.
+
+    Initialised with ``X^T / (max_i sum_j |x_ij| * max_j sum_i |x_ij|)``, maxima over the whole batch.
+    """
+    abs_x = x.abs()
+    col = abs_x.sum(dim=-1)
+    row = abs_x.sum(dim=-2)
+    z = x.transpose(-1, -2) / (col.max() * row.max())
+    eye = torch.eye(x.shape[-1], device=x.device, dtype=x.dtype)
+    for _ in range(iters):
+        xz = x @ z
+        z = 0.25 * z @ (13 * eye - xz @ (15 * eye - xz @ (7 * eye - xz)))
+    return z
+
+
+class NystromAttention(nn.Module):
+    """Nyström self-attention over ``[B, n, dim]``.
+
+    The sequence is zero-padded at the front to a multiple of ``num_landmarks``; landmarks are the
+    means of consecutive groups of ``ceil(n / num_landmarks)`` tokens; the output is
+    ``softmax(Q K~^T) pinv(softmax(Q~ K~^T)) softmax(Q~ K^T) V`` plus a depth-wise convolution of
+    ``V`` along the sequence, merged over heads, projected, and cut back to the last ``n`` positions.
+    As in the published models no mask is used: the padding zeros take part as keys with value 0.
+    """
+
+    def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, num_landmarks: int = 256,
+                 pinv_iterations: int = 6, residual_kernel: int = 33, dropout: float = 0.1) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads, self.dim_head, self.m, self.iters = heads, dim_head, num_landmarks, pinv_iterations
+        self.scale = dim_head ** -0.5
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
+        self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
+                                  groups=heads, bias=False) if residual_kernel else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        h, m = self.heads, self.m
+        pad = (m - n % m) % m
+        if pad:
+            x = F.pad(x, (0, 0, pad, 0))
+        total = x.shape[1]
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        q, k, v = (t.reshape(b, total, h, self.dim_head).transpose(1, 2) for t in (q, k, v))
+        q = q * self.scale
+        group = total // m
+        q_land = q.reshape(b, h, m, group, self.dim_head).mean(dim=3)
+        k_land = k.reshape(b, h, m, group, self.dim_head).mean(dim=3)
+        attn1 = torch.softmax(q @ k_land.transpose(-1, -2), dim=-1)
+        attn2 = torch.softmax(q_land @ k_land.transpose(-1, -2), dim=-1)
+        attn3 = torch.softmax(q_land @ k.transpose(-1, -2), dim=-1)
+        out = (attn1 @ moore_penrose_pinv(attn2, self.iters)) @ (attn3 @ v)
+        if self.res_conv is not None:
+            out = out + self.res_conv(v)
+        out = out.transpose(1, 2).reshape(b, total, h * self.dim_head)
+        return self.to_out(out)[:, -n:]
+
+
+class TransLayer(nn.Module):
+    """Pre-norm residual Nyström attention block without a feed-forward sub-layer."""
+
+    def __init__(self, dim: int = 512, heads: int = 8, num_landmarks: int | None = None, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attn = NystromAttention(dim=dim, heads=heads, dim_head=dim // heads,
+                                     num_landmarks=num_landmarks or dim // 2, pinv_iterations=6,
+                                     residual_kernel=33, dropout=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.attn(self.norm(x))
+
+
+class PPEG(nn.Module):
+    """Pyramid position encoding generator: ``x + DW7(x) + DW5(x) + DW3(x)`` on the token grid."""
+
+    def __init__(self, dim: int = 512) -> None:
+        super().__init__()
+        self.p7 = nn.Conv2d(dim, dim, 7, 1, 3, groups=dim)
+        self.p5 = nn.Conv2d(dim, dim, 5, 1, 2, groups=dim)
+        self.p3 = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+
+    def forward(self, x: torch.Tensor, side: int) -> torch.Tensor:
+        cls, tokens = x[:, :1], x[:, 1:]
+        b, n, c = tokens.shape
+        grid = tokens.transpose(1, 2).reshape(b, c, side, side)
+        grid = grid + self.p7(grid) + self.p5(grid) + self.p3(grid)
+        return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
+
+
+class TokenTransformer(nn.Module):
+    """Class token + tokens through two TransLayers (8 heads, no FFN), final LayerNorm; returns the class token.
+
+    This is CCL's fusion Transformer (width 256, 128 landmarks: a short sequence is zero-padded at
+    the front to 128 positions, as in the official code).
+    """
+
+    def __init__(self, dim: int = 256, heads: int = 8, num_landmarks: int | None = None,
+                 cls_std: float = 1e-6) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * cls_std)
+        self.layer1 = TransLayer(dim, heads, num_landmarks)
+        self.layer2 = TransLayer(dim, heads, num_landmarks)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        x = self.layer2(self.layer1(x))
+        return self.norm(x)[:, 0]
+
+
+class TransMILBody(nn.Module):
+    """TransMIL's sequence model on one bag ``[1, N, dim]``: returns all tokens ``[1, 1 + side^2, dim]``.
+
+    Square padding repeats the first ``side^2 - N`` tokens at the end (wrap-around), a class token is
+    prepended, then TransLayer -> PPEG -> TransLayer -> LayerNorm.
+    """
+
+    def __init__(self, dim: int = 512, heads: int = 8, num_landmarks: int | None = None,
+                 cls_std: float | None = None) -> None:
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, dim) * (cls_std if cls_std is not None else 1.0))
+        self.layer1 = TransLayer(dim, heads, num_landmarks)
+        self.ppeg = PPEG(dim)
+        self.layer2 = TransLayer(dim, heads, num_landmarks)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        n = h.shape[1]
+        side = math.ceil(math.sqrt(n))
+        extra = side * side - n
+        if extra:
+            reps = -(-extra // n)
+            h = torch.cat([h, h.repeat(1, reps, 1)[:, :extra]], dim=1)
+        x = torch.cat([self.cls.expand(h.shape[0], -1, -1), h], dim=1)
+        x = self.layer1(x)
+        x = self.ppeg(x, side)
+        x = self.layer2(x)
+        return self.norm(x)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
+    return sum(p.numel() for p in module.parameters())
