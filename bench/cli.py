@@ -20,6 +20,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="survbench: re-run published multimodal survival methods on fixed TCGA splits.")
 data_app = typer.Typer(no_args_is_help=True, help="Feature stores: import real features or synthesise stand-ins.")
 app.add_typer(data_app, name="data")
+results_app = typer.Typer(no_args_is_help=True, help="The prediction store: import, verify.")
+app.add_typer(results_app, name="results")
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -240,6 +242,15 @@ def data_synth(
     default = (s == dict(settings["synthetic"]))
     if not default:
         console.print(f"use it with: bench run ... --features {info.path.stem}")
+
+
+def _register_reporting() -> None:
+    from bench.cli_report import register
+
+    register(app, results_app)
+
+
+_register_reporting()
 
 
 def main() -> None:
