@@ -65,9 +65,10 @@ def write_run(path: Path, predictions: pd.DataFrame, manifest: dict[str, Any]) -
     if missing:
         raise BenchError(f"predictions for {path} lack column(s) {', '.join(missing)}")
     path.mkdir(parents=True, exist_ok=True)
-    (path / MANIFEST).unlink(missing_ok=True)  # the run is incomplete until the new manifest lands
     with atomic_path(path / PREDICTIONS) as tmp:
         predictions.to_csv(tmp, index=False)
+        # New predictions are fully written: from here the old run is no longer complete.
+        (path / MANIFEST).unlink(missing_ok=True)
     manifest = dict(manifest)
     manifest["predictions"] = {"file": PREDICTIONS, "rows": len(predictions), "sha256": sha256_file(path / PREDICTIONS)}
     manifest["status"] = "complete"
