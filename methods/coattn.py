@@ -1,0 +1,293 @@
+"""Building blocks of the MCAT family (MCAT, MOTCat, CMTA), written from the method spec (§8–10, §12.3).
+
+* :class:`CoAttention` — multi-head attention whose queries come from one token set and keys/values
+  from another (MCAT's genomic-guided co-attention, CMTA's cross-modal translation). Same parameters
+  and initialisation as ``torch.nn.MultiheadAttention`` (xavier-uniform packed in-projection, zero
+  biases); also returns the pre-softmax scores, as the published models do for visualisation.
+* :class:`SignatureNets` — one stack of SNN blocks per signature group -> one token per group.
+* :class:`TokenBranch` — MCAT's per-modality branch: post-norm Transformer encoder over a few
+  tokens, gated-attention pooling, ``rho`` projection.
+* :class:`ConcatFusion` / :class:`BilinearFusion` (:func:`make_fusion`) — the two fusion options.
+* :class:`TokenEncoder` — CMTA's genomic encoder/decoder: class token + tokens through two
+  Nyström TransLayers and a LayerNorm, returning every token.
+* :func:`unbalanced_sinkhorn` and :class:`OTCoAttention` — MOTCat's optimal-transport co-attention
+  (POT's unbalanced Sinkhorn–Knopp, run by POT's torch backend in float64).
+* :func:`survival_mixture_logits` — logits whose survival curve is the mean of several curves.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from itertools import pairwise
+
+import ot
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.layers import GatedAttention, TokenTransformer, init_snn_weights, masked_softmax, snn_block
+
+# ----------------------------------------------------------------------------------------------
+# Attention between two token sets
+
+
+class CoAttention(nn.Module):
+    """Scaled dot-product attention, queries from ``query``, keys and values from ``key``/``value``.
+
+    Inputs are batch-first ``[B, L, dim]``. ``key_padding_mask`` is ``[B, Lk]`` with True for real
+    keys (survbench's mask convention, the opposite of torch's). Returns ``(out [B, Lq, dim],
+    scores [B, Lq, Lk])`` with ``scores`` the pre-softmax logits averaged over heads (padded keys
+    are ``-inf``).
+    """
+
+    def __init__(self, dim: int = 256, heads: int = 1, dropout: float = 0.0) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.dim, self.heads, self.dropout = dim, heads, dropout
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * dim, dim))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * dim))
+        self.out_proj = nn.Linear(dim, dim)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+        nn.init.zeros_(self.out_proj.bias)
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                key_padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        b, lq, d = query.shape
+        lk = key.shape[1]
+        h, dh = self.heads, d // self.heads
+        wq, wk, wv = self.in_proj_weight.chunk(3)
+        bq, bk, bv = self.in_proj_bias.chunk(3)
+        q = F.linear(query, wq, bq).reshape(b, lq, h, dh).transpose(1, 2) * dh ** -0.5
+        k = F.linear(key, wk, bk).reshape(b, lk, h, dh).transpose(1, 2)
+        v = F.linear(value, wv, bv).reshape(b, lk, h, dh).transpose(1, 2)
+        scores = q @ k.transpose(-1, -2)  # [B, h, Lq, Lk]
+        if key_padding_mask is not None:
+            scores = scores.masked_fill(~key_padding_mask[:, None, None, :], float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        if self.dropout and self.training:
+            attn = F.dropout(attn, self.dropout)
+        out = (attn @ v).transpose(1, 2).reshape(b, lq, d)
+        return self.out_proj(out), scores.mean(dim=1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Genomic tokens, per-modality branches, fusion
+
+
+class SignatureNets(nn.Module):
+    """One SNN stack (``Linear -> ELU -> AlphaDropout`` blocks) per signature group.
+
+    ``widths`` are the block output sizes (MCAT ``small``: (256, 256); CMTA ``small``: (1024, 256)).
+    ``forward(groups)`` maps the six ``[B, g_i]`` vectors to tokens ``[B, n_groups, widths[-1]]``.
+    """
+
+    def __init__(self, group_sizes: Sequence[int], widths: Sequence[int] = (256, 256), dropout: float = 0.25) -> None:
+        super().__init__()
+        nets = []
+        for size in group_sizes:
+            dims = [size, *widths]
+            nets.append(nn.Sequential(*(snn_block(a, b, "elu", dropout) for a, b in pairwise(dims))))
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, groups: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([net(g) for net, g in zip(self.nets, groups, strict=True)], dim=1)
+
+
+class TokenBranch(nn.Module):
+    """MCAT's modality branch over a few tokens ``[B, T, dim]`` -> pooled ``[B, dim]``.
+
+    ``nn.TransformerEncoder`` (post-norm layers: ``heads`` heads, feed-forward ``ffn``, ReLU,
+    ``dropout``), then gated attention pooling (softmax over the T tokens) and
+    ``rho = Linear -> ReLU -> Dropout``. Also returns the pooling weights ``[B, T]``.
+    """
+
+    def __init__(self, dim: int = 256, heads: int = 8, ffn: int = 512, layers: int = 2, dropout: float = 0.25) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(d_model=dim, nhead=heads, dim_feedforward=ffn, dropout=dropout,
+                                           activation="relu", batch_first=True)
+        self.transformer = nn.TransformerEncoder(layer, num_layers=layers, enable_nested_tensor=False)
+        self.attention = GatedAttention(dim, dim, dropout)
+        self.rho = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.Dropout(dropout))
+
+    def forward(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.transformer(tokens)
+        a = masked_softmax(self.attention(h), None)  # [B, T, 1]
+        return self.rho((a * h).sum(dim=1)), a.squeeze(-1)
+
+
+class ConcatFusion(nn.Module):
+    """``Linear(2d -> d) -> ReLU -> Linear(d -> d) -> ReLU`` on the concatenated modality vectors."""
+
+    def __init__(self, dim: int = 256) -> None:
+        super().__init__()
+        self.mm = nn.Sequential(nn.Linear(2 * dim, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU())
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.mm(torch.cat([a, b], dim=-1))
+
+
+class BilinearFusion(nn.Module):
+    """Gated Kronecker fusion (Porpoise / MCAT ``fusion=bilinear``, spec §12.3).
+
+    Per modality m: ``h_m = ReLU(W_h v_m)``, gate ``z_m = W_z [v_1; v_2]``,
+    ``o_m = Dropout(ReLU(W_o (sigmoid(z_m) * h_m)))`` (width ``dim // scale``); append a constant 1
+    to each, outer product, Dropout, ``Linear -> ReLU -> Dropout`` to 256 and to ``out_dim``.
+    Linear layers get the N(0, 1/fan_in) init of the published module.
+    """
+
+    def __init__(self, dim1: int = 256, dim2: int = 256, scale1: int = 8, scale2: int = 8, out_dim: int = 256,
+                 dropout: float = 0.25) -> None:
+        super().__init__()
+        s1, s2 = dim1 // scale1, dim2 // scale2
+        self.h1 = nn.Sequential(nn.Linear(dim1, s1), nn.ReLU())
+        self.z1 = nn.Linear(dim1 + dim2, s1)
+        self.o1 = nn.Sequential(nn.Linear(s1, s1), nn.ReLU(), nn.Dropout(dropout))
+        self.h2 = nn.Sequential(nn.Linear(dim2, s2), nn.ReLU())
+        self.z2 = nn.Linear(dim1 + dim2, s2)
+        self.o2 = nn.Sequential(nn.Linear(s2, s2), nn.ReLU(), nn.Dropout(dropout))
+        self.post_dropout = nn.Dropout(dropout)
+        self.encoder1 = nn.Sequential(nn.Linear((s1 + 1) * (s2 + 1), 256), nn.ReLU(), nn.Dropout(dropout))
+        self.encoder2 = nn.Sequential(nn.Linear(256, out_dim), nn.ReLU(), nn.Dropout(dropout))
+        init_snn_weights(self)
+
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([v1, v2], dim=-1)
+        o1 = self.o1(torch.sigmoid(self.z1(both)) * self.h1(v1))
+        o2 = self.o2(torch.sigmoid(self.z2(both)) * self.h2(v2))
+        one = torch.ones(*o1.shape[:-1], 1, dtype=o1.dtype, device=o1.device)
+        o1, o2 = torch.cat([o1, one], dim=-1), torch.cat([o2, one], dim=-1)
+        kron = (o1.unsqueeze(-1) * o2.unsqueeze(-2)).flatten(start_dim=-2)
+        return self.encoder2(self.encoder1(self.post_dropout(kron)))
+
+
+FUSIONS = ("concat", "bilinear")
+
+
+def make_fusion(kind: str, dim: int = 256, dropout: float = 0.25) -> nn.Module:
+    """``concat`` (the official default of MCAT, MOTCat and CMTA) or ``bilinear``."""
+    if kind == "concat":
+        return ConcatFusion(dim)
+    if kind == "bilinear":
+        return BilinearFusion(dim, dim, 8, 8, dim, dropout)
+    raise ValueError(f"unknown fusion '{kind}'; choose one of {', '.join(FUSIONS)}")
+
+
+class TokenEncoder(TokenTransformer):
+    """Class token + tokens -> two Nyström TransLayers -> LayerNorm, returning all ``[B, 1 + T, dim]``.
+
+    CMTA's genomic encoder and decoder (``Transformer_G``): the same layers as
+    :class:`methods.layers.TokenTransformer` (class token N(0, 1e-6²)), but every token is kept.
+    """
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+        return self.norm(self.layer2(self.layer1(x)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimal transport (MOTCat)
+
+OT_REG_TYPES = ("entropy", "kl")
+
+
+def unbalanced_sinkhorn(cost: torch.Tensor, reg: float, tau: float, reg_type: str = "entropy",
+                        max_iter: int = 1000, tol: float = 1e-6) -> torch.Tensor:
+    """Entropic unbalanced OT plan between uniform marginals by POT's Sinkhorn–Knopp (torch backend).
+
+    ``cost`` is ``[N, M]``; the marginals are ``1/N`` and ``1/M``; ``reg`` is the entropic weight ε,
+    ``tau`` the KL relaxation of both marginals. The computation runs in float64 on ``cost``'s
+    device and returns a float64 plan without gradient.
+
+    ``reg_type="entropy"`` regularises with the negative entropy of the plan (kernel ``exp(-C/ε)``):
+    what ``ot.unbalanced.sinkhorn_knopp_unbalanced`` computed up to POT 0.9.4, i.e. in the
+    MOTCat release. ``"kl"`` is POT >= 0.9.5's default, ``KL(plan | a b^T)`` (kernel
+    ``exp(-C/ε) a b^T``), which yields a plan of another total mass.
+    """
+    if reg_type not in OT_REG_TYPES:
+        raise ValueError(f"unknown reg_type '{reg_type}'; choose one of {', '.join(OT_REG_TYPES)}")
+    m = cost.detach().to(torch.float64)
+    n_a, n_b = m.shape
+    a = torch.full((n_a,), 1.0 / n_a, dtype=m.dtype, device=m.device)
+    b = torch.full((n_b,), 1.0 / n_b, dtype=m.dtype, device=m.device)
+    # reg_type="kl" with the all-ones reference measure is the "entropy" problem without POT's warning
+    ref = torch.ones_like(m) if reg_type == "entropy" else None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Numerical errors")
+        return ot.unbalanced.sinkhorn_knopp_unbalanced(a, b, m, reg, tau, reg_type="kl", c=ref,
+                                                       numItermax=max_iter, stopThr=tol)
+
+
+class OTCoAttention(nn.Module):
+    """MOTCat's OT co-attention for one bag: ``tokens = plan^T H_p`` (spec §9).
+
+    Both token sets are shifted per row to be non-negative (minus their own minimum over
+    features); the squared Euclidean cost between them is divided by its maximum and detached;
+    the unbalanced entropic plan (float64, :func:`unbalanced_sinkhorn`) is cast to the features'
+    dtype and aggregates the *unshifted* patch tokens per genomic token (transport mass, not
+    renormalised). Gradients reach ``h_path`` only through the product.
+    """
+
+    def __init__(self, reg: float = 0.1, tau: float = 0.5, reg_type: str = "entropy", max_iter: int = 1000,
+                 tol: float = 1e-6) -> None:
+        super().__init__()
+        self.reg, self.tau, self.reg_type, self.max_iter, self.tol = reg, tau, reg_type, max_iter, tol
+
+    def cost(self, h_path: torch.Tensor, h_omic: torch.Tensor) -> torch.Tensor:
+        """Squared Euclidean cost ``[N, M]`` between the min-shifted token sets."""
+        p = h_path - h_path.min(dim=-1, keepdim=True).values
+        g = h_omic - h_omic.min(dim=-1, keepdim=True).values
+        return torch.cdist(p, g) ** 2
+
+    def forward(self, h_path: torch.Tensor, h_omic: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``h_path [N, d]``, ``h_omic [M, d]`` -> ``(tokens [M, d], plan [N, M], distance)``."""
+        with torch.no_grad():
+            cost = self.cost(h_path, h_omic)
+            top = cost.max()
+            scaled = cost / top if top > 0 else cost
+            plan = unbalanced_sinkhorn(scaled, self.reg, self.tau, self.reg_type, self.max_iter, self.tol)
+            plan = plan.to(h_path.dtype)
+            distance = (cost * plan).sum()
+        return plan.transpose(0, 1) @ h_path, plan, distance
+
+
+def survival_mixture_logits(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Logits ``[K]`` whose survival curve is the mean of the curves of ``logits [C, K]``.
+
+    With ``S_c = cumprod(1 - sigmoid(logits_c))`` and ``S = mean_c S_c``, the returned hazards are
+    ``h_k = 1 - S_k / S_{k-1}`` (``S_{-1} = 1``), so ``-sum_k S_k`` is the mean of the C risks.
+    """
+    surv = torch.cumprod(1 - torch.sigmoid(logits), dim=-1).mean(dim=0)
+    prev = torch.cat([surv.new_ones(1), surv[:-1]])
+    hazards = (1 - surv / prev.clamp(min=1e-30)).clamp(eps, 1 - eps)
+    return torch.log(hazards) - torch.log1p(-hazards)
+
+
+def random_chunks(n: int, size: int, generator: torch.Generator | None = None,
+                  device: torch.device | None = None) -> list[torch.Tensor]:
+    """MOTCat's micro-batches: a random permutation of ``n`` indices cut into ``n // size + 1`` near-equal chunks."""
+    perm = torch.randperm(n, generator=generator).to(device) if generator is not None else \
+        torch.randperm(n, device=device)
+    k = n // size + 1
+    # numpy.array_split sizes: the first n % k chunks get one extra element
+    base, extra = divmod(n, k)
+    sizes = [base + 1] * extra + [base] * (k - extra)
+    return [c for c in torch.split(perm, sizes) if c.numel() > 0]
+
+
+__all__ = [
+    "FUSIONS",
+    "OT_REG_TYPES",
+    "BilinearFusion",
+    "CoAttention",
+    "ConcatFusion",
+    "OTCoAttention",
+    "SignatureNets",
+    "TokenBranch",
+    "TokenEncoder",
+    "make_fusion",
+    "random_chunks",
+    "survival_mixture_logits",
+    "unbalanced_sinkhorn",
+]
