@@ -8,6 +8,7 @@
 * :class:`TokenBranch` — MCAT's per-modality branch: post-norm Transformer encoder over a few
   tokens, gated-attention pooling, ``rho`` projection.
 * :class:`ConcatFusion` / :class:`BilinearFusion` (:func:`make_fusion`) — the two fusion options.
+* :class:`TwoBranchHead` — MCAT/MOTCat after the co-attention: both branches, fusion, classifier.
 * :class:`TokenEncoder` — CMTA's genomic encoder/decoder: class token + tokens through two
   Nyström TransLayers and a LayerNorm, returning every token.
 * :func:`unbalanced_sinkhorn` and :class:`OTCoAttention` — MOTCat's optimal-transport co-attention
@@ -174,6 +175,27 @@ def make_fusion(kind: str, dim: int = 256, dropout: float = 0.25) -> nn.Module:
     raise ValueError(f"unknown fusion '{kind}'; choose one of {', '.join(FUSIONS)}")
 
 
+class TwoBranchHead(nn.Module):
+    """MCAT/MOTCat after the co-attention: a :class:`TokenBranch` per modality, fusion, ``Linear -> n_bins``.
+
+    ``forward(path_tokens [B, 6, d], omic_tokens [B, 6, d])`` returns
+    ``(logits [B, n_bins], path pooling weights [B, 6], omic pooling weights [B, 6])``.
+    """
+
+    def __init__(self, dim: int = 256, n_bins: int = 4, dropout: float = 0.25, fusion: str = "concat") -> None:
+        super().__init__()
+        self.path_branch = TokenBranch(dim, dropout=dropout)
+        self.omic_branch = TokenBranch(dim, dropout=dropout)
+        self.mm = make_fusion(fusion, dim, dropout)
+        self.classifier = nn.Linear(dim, n_bins)
+
+    def forward(self, path_tokens: torch.Tensor, omic_tokens: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        path_vec, a_path = self.path_branch(path_tokens)
+        omic_vec, a_omic = self.omic_branch(omic_tokens)
+        return self.classifier(self.mm(path_vec, omic_vec)), a_path, a_omic
+
+
 class TokenEncoder(TokenTransformer):
     """Class token + tokens -> two Nyström TransLayers -> LayerNorm, returning all ``[B, 1 + T, dim]``.
 
@@ -286,6 +308,7 @@ __all__ = [
     "SignatureNets",
     "TokenBranch",
     "TokenEncoder",
+    "TwoBranchHead",
     "make_fusion",
     "random_chunks",
     "survival_mixture_logits",

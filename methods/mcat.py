@@ -6,7 +6,7 @@ from torch import nn
 
 from bench.batches import Batch
 from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
-from methods.coattn import FUSIONS, CoAttention, SignatureNets, TokenBranch, make_fusion
+from methods.coattn import FUSIONS, CoAttention, SignatureNets, TwoBranchHead
 
 
 @register(MethodInfo(
@@ -46,17 +46,12 @@ class MCAT(SurvivalModel):
         self.wsi_net = nn.Sequential(nn.Linear(dims.path_dim, dim), nn.ReLU(), nn.Dropout(dropout))
         self.sig_networks = SignatureNets(dims.group_sizes, (dim, dim), dropout)
         self.coattn = CoAttention(dim, coattn_heads)
-        self.path_branch = TokenBranch(dim, dropout=dropout)
-        self.omic_branch = TokenBranch(dim, dropout=dropout)
-        self.mm = make_fusion(fusion, dim, dropout)
-        self.classifier = nn.Linear(dim, dims.n_bins)
+        self.head = TwoBranchHead(dim, dims.n_bins, dropout, fusion)
 
     def forward(self, batch: Batch) -> ModelOutput:
         h_path = self.wsi_net(batch.x)  # [B, N, d]
         h_omic = self.sig_networks(batch.groups)  # [B, 6, d]
         mask = None if batch.mask is None or bool(batch.mask.all()) else batch.mask
         h_coattn, scores = self.coattn(h_omic, h_path, h_path, key_padding_mask=mask)  # queries = genomic tokens
-        path_vec, a_path = self.path_branch(h_coattn)
-        omic_vec, a_omic = self.omic_branch(h_omic)
-        logits = self.classifier(self.mm(path_vec, omic_vec))
+        logits, a_path, a_omic = self.head(h_coattn, h_omic)
         return ModelOutput(logits, extras={"coattn": scores, "path_attention": a_path, "omic_attention": a_omic})
