@@ -5,4 +5,4 @@ Add a method: write ``methods/<name>.py`` with a model class decorated by
 under the ``survbench.methods`` entry-point group (see docs/adding-a-method.md).
 """
 
-from methods import attmil, mcat, motcat, poolmil, snn, snntrans, transmil  # noqa: F401
+from methods import attmil, cmta, mcat, motcat, poolmil, snn, snntrans, transmil  # noqa: F401
