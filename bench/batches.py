@@ -10,6 +10,7 @@ files or builds its own loader.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -78,7 +79,7 @@ class ResidentBags:
                 raise BenchError(f"feature store {info.path} has no features for slide {lacking[0]} of patient "
                                  f"{case_id}; re-import the cohort (bench data import) or rebuild the synthetic store")
             ranges = [index[s] for s in slide_ids]
-            contiguous = all(a[0] + a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+            contiguous = all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(ranges))
             self.starts[i] = ranges[0][0]
             self.lengths[i] = sum(n for _, n in ranges)
             if not contiguous:
@@ -127,7 +128,8 @@ class FoldTensors:
     excluded: list[str]
 
     @classmethod
-    def build(cls, cohort: Cohort, fold: Fold, device: torch.device, available: np.ndarray | None = None) -> FoldTensors:
+    def build(cls, cohort: Cohort, fold: Fold, device: torch.device,
+              available: np.ndarray | None = None) -> FoldTensors:
         """Move a fold's preprocessing results to ``device``; patients without features are excluded."""
         omic = torch.from_numpy(fold.genomics).to(device)
         groups = [omic[:, torch.from_numpy(cohort.groups[g]).to(device)].contiguous() for g in GROUP_NAMES]

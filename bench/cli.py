@@ -96,7 +96,8 @@ def run(
             def on_epoch(log) -> None:
                 state["epoch"] = log.epoch
                 bar.update(task, completed=log.epoch,
-                           status=f"epoch {log.epoch}/{epochs_total} loss {log.train_loss:.3f} val C {log.val_cindex:.4f}")
+                           status=f"epoch {log.epoch}/{epochs_total} loss {log.train_loss:.3f} "
+                                  f"val C {log.val_cindex:.4f}")
                 if not console.is_terminal and (log.epoch == epochs_total or log.epoch % 10 == 0):
                     console.print(f"  fold {fold} epoch {log.epoch}/{epochs_total}: loss {log.train_loss:.4f}, "
                                   f"val C-index {log.val_cindex:.4f} ({log.seconds:.1f}s)")
@@ -128,7 +129,9 @@ def run(
 
 
 @app.command()
-def methods(details: Annotated[bool, typer.Option("--details", help="Also show notes and parameter counts.")] = False) -> None:
+def methods(
+    details: Annotated[bool, typer.Option("--details", help="Also show notes and parameter counts.")] = False,
+) -> None:
     """List the registered methods."""
     from bench.registry import all_methods
 
@@ -137,7 +140,8 @@ def methods(details: Annotated[bool, typer.Option("--details", help="Also show n
         row = [m.name, m.title, m.modality, m.selection, "yes" if m.reimplementation else "", m.source,
                m.official_code or "—"]
         rows.append(row)
-    console.print(tabulate(rows, headers=["name", "title", "modality", "selection", "inferred", "source", "official code"]))
+    headers = ["name", "title", "modality", "selection", "inferred", "source", "official code"]
+    console.print(tabulate(rows, headers=headers))
     if details:
         from bench.inspect import parameter_counts
 
@@ -207,8 +211,9 @@ def data_import(
     console.print(f"wrote {info.path}: {info.n_slides} slides, {info.n_patches} patches x {info.dim} ({info.dtype}), "
                   f"real features from {features}")
     if info.dropped_patients:
+        shown = ", ".join(info.dropped_patients[:10]) + (" ..." if len(info.dropped_patients) > 10 else "")
         console.print(f"[yellow]dropped {len(info.dropped_patients)} patient(s) with missing slides (recorded in the "
-                      f"store): {', '.join(info.dropped_patients[:10])}{' ...' if len(info.dropped_patients) > 10 else ''}[/]")
+                      f"store): {shown}[/]")
 
 
 @data_app.command("synth")

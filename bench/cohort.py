@@ -227,7 +227,7 @@ def _load(data_dir: Path, splits_dir: Path, name: str, build: str) -> Cohort:
     path = next(p for p in (folder / f"{name}_all_clean.csv.zip", folder / f"{name}_all_clean.csv") if p.is_file())
     try:
         df = pd.read_csv(path, low_memory=False)
-    except Exception as exc:  # noqa: BLE001 - any parser failure is a corrupt table for the user
+    except Exception as exc:
         raise BenchError(f"cannot read cohort table {path}: {exc}") from exc
     for col in REQUIRED_COLUMNS:
         if col not in df.columns:
@@ -296,7 +296,7 @@ def strip_svs(slide_id: str) -> str:
 
 def _first_rows(case_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Patient code per row (patients in order of first appearance) and the first row of each patient."""
-    uniq, first, inverse = np.unique(case_ids, return_index=True, return_inverse=True)
+    _uniq, first, inverse = np.unique(case_ids, return_index=True, return_inverse=True)
     order = np.argsort(first)  # appearance order
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
@@ -348,7 +348,7 @@ def _load_splits(folder: Path, case_ids: list[str], table: Path) -> tuple[list[S
             raise BenchError(f"split files in {folder} must be numbered 0..n without gaps; {f.name} found at {k}")
         try:
             s = pd.read_csv(f, dtype=str)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise BenchError(f"cannot read split file {f}: {exc}") from exc
         for col in ("train", "val"):
             if col not in s.columns:

@@ -124,9 +124,8 @@ def coerce(name: str, value: Any, typ: type) -> Any:
     elif typ is str:
         if isinstance(value, str):
             return value
-    elif typ is list:
-        if isinstance(value, list):
-            return value
+    elif typ is list and isinstance(value, list):
+        return value
     raise BenchError(f"bad value {value!r} for '{name}': expected {typ.__name__}")
 
 
@@ -234,12 +233,13 @@ def load_settings(root: Path | None = None, overrides: Mapping[str, Mapping[str,
         given.update((overrides or {}).get(name, {}))
         sections[name] = validate_section(name, given, keys, where=str(toml_path))
     folds = sections["run"]["folds"]
-    if not all(isinstance(f, int) and 0 <= f for f in folds):
+    if not all(isinstance(f, int) and f >= 0 for f in folds):
         raise BenchError(f"bad value {folds!r} for 'run.folds' in {toml_path}: a list of fold numbers")
     return Settings(root=root, sections=sections)
 
 
-def validate_section(section: str, given: Mapping[str, Any], keys: Mapping[str, Key], where: str = "") -> dict[str, Any]:
+def validate_section(section: str, given: Mapping[str, Any], keys: Mapping[str, Key],
+                     where: str = "") -> dict[str, Any]:
     """Defaults for ``keys`` updated with ``given``, every key checked."""
     out = {k: copy.deepcopy(key.default) for k, key in keys.items()}
     for k, v in given.items():

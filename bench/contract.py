@@ -71,7 +71,8 @@ def _prepare(name: str, workdir: Path) -> _Context:
     tensors = FoldTensors.build(plan.cohort, fold, torch.device("cpu"), bags.available if bags else None)
     batches = Batches(plan.cohort, tensors, bags, generator=torch.Generator().manual_seed(0))
     dims = InputDims(path_dim=bags.dim if bags else None, omic_dim=plan.cohort.genomics.shape[1],
-                     group_sizes=plan.cohort.group_sizes, n_bins=plan.config["data"]["n_bins"], cohort=plan.cohort.name)
+                     group_sizes=plan.cohort.group_sizes, n_bins=plan.config["data"]["n_bins"], cohort=plan.cohort.name,
+                     train_time=plan.cohort.time[tensors.train], train_censorship=plan.cohort.censorship[tensors.train])
     return _Context(info=plan.info, dims=dims, batches=batches, config=plan.config, settings=project.settings,
                     workdir=workdir)
 
@@ -106,7 +107,8 @@ def check_shapes(ctx: _Context) -> str:
         model.train()
         out = model(batch)
         if tuple(out.logits.shape) != (b, ctx.dims.n_bins):
-            raise AssertionError(f"logits shape {tuple(out.logits.shape)} for a batch of {b}, expected ({b}, {ctx.dims.n_bins})")
+            raise AssertionError(f"logits shape {tuple(out.logits.shape)} for a batch of {b}, "
+                                 f"expected ({b}, {ctx.dims.n_bins})")
         if not torch.isfinite(out.logits).all():
             raise AssertionError("non-finite logits")
         for k, v in out.aux.items():
@@ -179,7 +181,8 @@ def check_state(ctx: _Context) -> str:
     other.load_state_dict(model.state_dict())
     got = _eval(other, ctx.batch(list(ctx.batches.t.val[:1])))
     if not torch.allclose(ref, got, atol=1e-6):
-        raise AssertionError("a model restored from state_dict gives other outputs; keep all state in parameters/buffers")
+        raise AssertionError("a model restored from state_dict gives other outputs; "
+                             "keep all state in parameters/buffers")
     return f"{len(model.state_dict())} tensors restored, same outputs"
 
 
@@ -197,7 +200,8 @@ def check_stores(ctx: _Context) -> str:
         val_ids = {plan.cohort.case_ids[i] for i in plan.cohort.split(fold).val}
         got = set(preds.loc[preds["split"] == "val", "case_id"])
         if got != val_ids:
-            raise AssertionError(f"fold {fold}: stored val patients differ from the split ({len(got)} vs {len(val_ids)})")
+            raise AssertionError(f"fold {fold}: stored val patients differ from the split "
+                                 f"({len(got)} vs {len(val_ids)})")
     return "2 folds stored with manifests and every val patient"
 
 
@@ -219,7 +223,7 @@ def run_contract(name: str, workdir: Path | None = None) -> list[CheckResult]:
         root = Path(workdir) if workdir else Path(tmp)
         try:
             ctx = _prepare(name, root)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             return [CheckResult("builds", "fail", f"could not prepare the toy project: {exc}")]
         results = []
         for check_name, fn in CHECKS:
@@ -227,7 +231,7 @@ def run_contract(name: str, workdir: Path | None = None) -> list[CheckResult]:
                 results.append(CheckResult(check_name, "pass", fn(ctx)))
             except _Skip as exc:
                 results.append(CheckResult(check_name, "skip", str(exc)))
-            except Exception as exc:  # noqa: BLE001 - a failing check is a result, not a crash
+            except Exception as exc:
                 where = traceback.extract_tb(exc.__traceback__)[-1]
                 detail = f" ({Path(where.filename).name}:{where.lineno})" if not isinstance(exc, AssertionError) else ""
                 results.append(CheckResult(check_name, "fail", f"{type(exc).__name__}: {exc}{detail}"))

@@ -209,8 +209,9 @@ def train_fold(
                 progress.on_step(i + 1, n_steps, float(loss.detach()))
         val = predict(model, batches, t.val, bs)
         frames.append(prediction_frame(batches, t.val, val, epoch, "val"))
-        c = cindex(t.time[t.val].cpu().numpy(), t.censorship[t.val].cpu().numpy(), val["risk"]) if len(t.val) else float("nan")
-        log = EpochLog(epoch=epoch, train_loss=total / max(1, seen), aux={k: v / max(1, seen) for k, v in aux_tot.items()},
+        c = cindex(t.time[t.val].cpu().numpy(), t.censorship[t.val].cpu().numpy(), val["risk"])
+        log = EpochLog(epoch=epoch, train_loss=total / max(1, seen),
+                       aux={k: v / max(1, seen) for k, v in aux_tot.items()},
                        val_cindex=c, seconds=time.perf_counter() - e0)
         logs.append(log)
         if epoch == epochs:

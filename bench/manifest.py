@@ -120,7 +120,8 @@ def build_manifest(
             "pathology": store.describe() if store is not None else None,
         },
         "environment": {**versions(), "git": git_state(str(root)), "machine": machine(device)},
-        "timing": {"wall_seconds": round(seconds, 3), "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "timing": {"wall_seconds": round(seconds, 3),
+                   "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                    "resumed_from_epoch": resumed_from},
         "epochs": [
             {"epoch": e.epoch, "train_loss": round(e.train_loss, 6), "aux": {k: round(v, 6) for k, v in e.aux.items()},

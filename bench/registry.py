@@ -43,6 +43,10 @@ class InputDims:
     group_sizes: tuple[int, ...]  # sizes of the six signature groups
     n_bins: int  # number of discrete time bins (hazard outputs)
     cohort: str  # canonical cohort name, e.g. tcga_blca
+    # Labels of the training fold, for methods that fit label-derived quantities (e.g. CCL's r
+    # patient groups) on the training fold only. None outside a fold (inspection, parameter counts).
+    train_time: Any = None
+    train_censorship: Any = None
 
 
 @dataclass
@@ -226,7 +230,7 @@ def _load_entry_points() -> None:
             ep.load()
         except BenchError:
             raise
-        except Exception as exc:  # noqa: BLE001 - a broken plugin must say which one
+        except Exception as exc:
             raise BenchError(f"method plugin '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
 
 

@@ -71,7 +71,8 @@ class RunPlan:
         """The ``bench run`` command that (re)creates this plan."""
         parts = [f"bench run --method {self.info.name} --cohort {short_name(self.cohort.name)}"]
         if self.overrides:
-            parts.append("--set " + ",".join(f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in sorted(self.overrides.items())))
+            pairs = (f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in sorted(self.overrides.items()))
+            parts.append("--set " + ",".join(pairs))
         if self.seed != self.settings["run"]["seed"]:
             parts.append(f"--seed {self.seed}")
         if folds:
@@ -221,6 +222,8 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
         group_sizes=plan.cohort.group_sizes,
         n_bins=cfg["data"]["n_bins"],
         cohort=plan.cohort.name,
+        train_time=plan.cohort.time[tensors.train],
+        train_censorship=plan.cohort.censorship[tensors.train],
     )
     ckpt = d / CHECKPOINT
     if force:

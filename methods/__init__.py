@@ -5,4 +5,22 @@ Add a method: write ``methods/<name>.py`` with a model class decorated by
 under the ``survbench.methods`` entry-point group (see docs/adding-a-method.md).
 """
 
-from methods import attmil, cmta, mcat, motcat, poolmil, snn, snntrans, transmil  # noqa: F401
+from methods import (  # noqa: F401
+    attmil,
+    ccl,
+    clam,
+    cmta,
+    dtfd,
+    dualtrans,
+    gpdbn,
+    hfbsurv,
+    m3if,
+    mcat,
+    motcat,
+    poolmil,
+    porpoise,
+    snn,
+    snntrans,
+    survpath,
+    transmil,
+)

@@ -129,6 +129,10 @@ class NystromAttention(nn.Module):
     ``softmax(Q K~^T) pinv(softmax(Q~ K~^T)) softmax(Q~ K^T) V`` plus a depth-wise convolution of
     ``V`` along the sequence, merged over heads, projected, and cut back to the last ``n`` positions.
     As in the published models no mask is used: the padding zeros take part as keys with value 0.
+
+    Sequences no longer than ``num_landmarks`` (CCL's 5-token fusion, padded to 128) are computed
+    by :func:`short_sequence_nystrom`, which gives the same result on ``(n+1) x (n+1)`` matrices
+    instead of the padded ``m x m`` ones (set ``exact_short = False`` to force the generic path).
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, num_landmarks: int = 256,
@@ -141,10 +145,17 @@ class NystromAttention(nn.Module):
         self.to_out = nn.Sequential(nn.Linear(inner, dim), nn.Dropout(dropout))
         self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
                                   groups=heads, bias=False) if residual_kernel else None
+        self.exact_short = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         h, m = self.heads, self.m
+        if self.exact_short and n <= m:
+            q, k, v = (t.reshape(b, n, h, self.dim_head).transpose(1, 2) for t in self.to_qkv(x).chunk(3, dim=-1))
+            out = short_sequence_nystrom(q * self.scale, k, v, m, self.iters)
+            if self.res_conv is not None:
+                out = out + self.res_conv(v)  # zero padding equals the padded zero tokens
+            return self.to_out(out.transpose(1, 2).reshape(b, n, h * self.dim_head))
         pad = (m - n % m) % m
         if pad:
             x = F.pad(x, (0, 0, pad, 0))
@@ -163,6 +174,42 @@ class NystromAttention(nn.Module):
             out = out + self.res_conv(v)
         out = out.transpose(1, 2).reshape(b, total, h * self.dim_head)
         return self.to_out(out)[:, -n:]
+
+
+def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int, iters: int) -> torch.Tensor:
+    """Nyström attention of ``n <= m`` tokens (``q`` already scaled; ``[B, H, n, d]``), without the residual.
+
+    With ``m`` landmarks and the sequence front-padded to ``m`` zero tokens, every landmark is one
+    token, so the three softmax kernels are one ``m x m`` matrix ``A`` and the output is
+    ``A pinv_iters(A) (A V)`` on the content rows. The ``p = m - n`` padding tokens are identical,
+    so ``A = Q A~ Q^T`` with ``Q`` the orthonormal map that merges them into one row/column of
+    weight ``sqrt(p)``; the Moore–Penrose iteration started at ``A^T / s`` stays in that subspace,
+    so it runs on the ``(n+1) x (n+1)`` matrix ``A~`` with the same scale ``s`` (max row sum times
+    max column sum of the full ``A`` over the batch). Same values as the padded computation.
+    """
+    n = q.shape[-2]
+    p = m - n
+    s = q @ k.transpose(-1, -2)  # content logits; every logit against a padding key is 0
+    shift = s.amax(-1, keepdim=True).clamp(min=0)
+    e = torch.exp(s - shift)
+    pad_w = torch.exp(-shift)
+    norm = e.sum(-1, keepdim=True) + p * pad_w
+    d = e / norm  # content rows, content columns
+    c = pad_w / norm  # content rows, each padding column
+    root_p = float(p) ** 0.5
+    top = torch.cat([torch.full_like(c[..., :1, :], p / m), torch.full_like(d[..., :1, :], root_p / m)], dim=-1)
+    a_small = torch.cat([top, torch.cat([root_p * c, d], dim=-1)], dim=-2)  # [B, H, n+1, n+1]
+    # scale of the iteration start: row sums of A are 1 up to rounding; column sums from the blocks
+    row_max = torch.maximum((p * c + d.sum(-1, keepdim=True)).amax(), torch.tensor(p / m + n / m, dtype=d.dtype))
+    col_content = p / m + d.sum(-2)
+    col_max = col_content.amax() if p == 0 else torch.maximum(col_content.amax(), (p / m + c.sum(-2)).amax())
+    z = a_small.transpose(-1, -2) / (row_max * col_max)
+    eye = torch.eye(n + 1, dtype=d.dtype, device=d.device)
+    for _ in range(iters):
+        xz = a_small @ z
+        z = 0.25 * z @ (13 * eye - xz @ (15 * eye - xz @ (7 * eye - xz)))
+    w = a_small @ z @ a_small
+    return w[..., 1:, 1:] @ v
 
 
 class TransLayer(nn.Module):
@@ -190,7 +237,7 @@ class PPEG(nn.Module):
 
     def forward(self, x: torch.Tensor, side: int) -> torch.Tensor:
         cls, tokens = x[:, :1], x[:, 1:]
-        b, n, c = tokens.shape
+        b, _n, c = tokens.shape
         grid = tokens.transpose(1, 2).reshape(b, c, side, side)
         grid = grid + self.p7(grid) + self.p5(grid) + self.p3(grid)
         return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
@@ -250,3 +297,51 @@ class TransMILBody(nn.Module):
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (trainable or not)."""
     return sum(p.numel() for p in module.parameters())
+
+
+class TokenAggregation(nn.Module):
+    """``n`` tokens -> 1: a 1x1 Conv1d over the tokens (as channels), InstanceNorm over features, ReLU.
+
+    On ``[B, n, d]`` it returns ``[B, d]``: a learned weighted sum of the tokens standardised across
+    the ``d`` features (CCL's 6->1 and k->1 aggregation).
+    """
+
+    def __init__(self, n_tokens: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(n_tokens, 1, kernel_size=1)
+        self.norm = nn.InstanceNorm1d(1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.norm(self.conv(tokens))).squeeze(1)
+
+
+class GroupGenomicEncoder(nn.Module):
+    """CCL's genomic branch: per-group SNN block (SELU, AlphaDropout) -> shared SNN block -> 6->1 aggregation.
+
+    Returns ``(F_g [B, dim], tokens [B, 6, dim])``.
+    """
+
+    def __init__(self, group_sizes: tuple[int, ...], dim: int = 256, dropout: float = 0.15) -> None:
+        super().__init__()
+        self.groups = nn.ModuleList(snn_block(n, dim, "selu", dropout) for n in group_sizes)
+        self.shared = snn_block(dim, dim, "selu", dropout)
+        self.aggregate = TokenAggregation(len(group_sizes))
+
+    def forward(self, groups: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.shared(torch.stack([net(g) for net, g in zip(self.groups, groups, strict=True)], dim=1))
+        return self.aggregate(tokens), tokens
+
+
+class TransMILPathology(nn.Module):
+    """DualTrans's pathology branch: Linear(D_in -> dim) + ReLU on every patch, TransMIL body, class token.
+
+    Bags of a padded batch are processed one by one on their real patches (see :func:`per_sample`).
+    """
+
+    def __init__(self, in_dim: int, dim: int = 256) -> None:
+        super().__init__()
+        self.fc = nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU())
+        self.body = TransMILBody(dim, heads=8, cls_std=1e-6)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        return per_sample(lambda bag: self.body(self.fc(bag))[:, 0], x, mask)

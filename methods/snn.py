@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 from bench.batches import Batch
@@ -37,7 +39,7 @@ class SNN(SurvivalModel):
                  activation: str = "elu") -> None:
         super().__init__()
         widths = [dims.omic_dim] + [hidden] * blocks
-        self.fc = nn.Sequential(*(snn_block(a, b, activation, dropout) for a, b in zip(widths, widths[1:], strict=False)))
+        self.fc = nn.Sequential(*(snn_block(a, b, activation, dropout) for a, b in itertools.pairwise(widths)))
         self.classifier = nn.Linear(hidden, dims.n_bins)
         init_snn_weights(self)
 

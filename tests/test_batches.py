@@ -34,7 +34,7 @@ def test_padded_batch_and_mask(toy):
 
 
 def test_patch_cap_train_only(toy):
-    co, fold, bags, b = _batches(toy, patch_cap=5)
+    _co, fold, bags, b = _batches(toy, patch_cap=5)
     i = int(fold.train[np.argmax(bags.lengths[fold.train])])
     capped = b.make([i], train=True).x[0]
     assert capped.shape[0] == 5

@@ -80,7 +80,7 @@ def test_complete_runs_are_skipped_and_stale_ones_refused(toy):
     # another feature store under the same key: refuse rather than mix results silently
     other = _plan(toy, folds=[0])
     other.store.info.fingerprint = "0" * 16
-    with pytest.raises(BenchError, match="holds a run made with another config or other data.*--force"):
+    with pytest.raises(BenchError, match=r"holds a run made with another config or other data.*--force"):
         execute(other)
     assert [o.status for o in execute(other, force=True)] == ["trained"]
 
@@ -91,7 +91,7 @@ def test_variants_named_by_overrides(toy):
     assert _plan(toy, epochs=None, sets={"train.lr": 0.01}).variant == "lr=0.01"
     with pytest.raises(BenchError, match="unknown key 'k' for method meanmil; valid keys"):
         _plan(toy, sets={"k": 9})
-    with pytest.raises(BenchError, match="bad value 'x' for 'train.lr': expected float"):
+    with pytest.raises(BenchError, match=r"bad value 'x' for 'train\.lr': expected float"):
         _plan(toy, sets={"lr": "x"})
 
 
