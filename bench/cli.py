@@ -250,9 +250,10 @@ def data_synth(
 
 
 def _register_reporting() -> None:
-    from bench.cli_report import register
+    from bench import cli_methods, cli_report
 
-    register(app, results_app)
+    cli_report.register(app, results_app)
+    cli_methods.register(app)
 
 
 _register_reporting()
