@@ -1,12 +1,188 @@
-"""CLI commands that read the prediction store: ``bench tables``, ``bench figures``, ``bench results ...``.
+"""CLI commands that read the prediction store: ``bench tables``, ``bench figures``, ``bench results import``.
 
 Registered on the main app by :func:`register`.
 """
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from tabulate import tabulate
+
+from bench.errors import BenchError
+
+
+def _settings():
+    from bench.config import load_settings
+
+    return load_settings()
+
+
+def _evaluation(results: Path | None):
+    """The store under ``results`` (default: bench.toml's), expecting each cohort's number of split files."""
+    from bench.evaluation import DEFAULT_FOLDS, Evaluation
+
+    settings = _settings()
+    folder = Path(results) if results else settings.results_dir
+
+    def expected(cohort: str) -> int:
+        n = len(list((settings.splits_dir / cohort).glob("splits_*.csv")))
+        return n or DEFAULT_FOLDS
+
+    return settings, Evaluation(folder, expected)
+
+
+def _echo(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def _protocols(protocol: str) -> list[str]:
+    from bench.evaluation import check_protocol
+
+    return ["best-val", "last"] if protocol == "both" else [check_protocol(protocol)]
+
+
+def tables(
+    table: Annotated[str, typer.Option("--table", "-t", help="1, 2, 3, 4 or all.")] = "all",
+    protocol: Annotated[str, typer.Option(help="best-val, last or both.")] = "best-val",
+    format_: Annotated[str, typer.Option("--format", "-f", help="terminal, markdown, latex or csv.")] = "terminal",
+    out: Annotated[Path | None, typer.Option(help="Write one file per table into this folder.")] = None,
+    compare_paper: Annotated[bool, typer.Option("--compare-paper",
+                                                help="Paper value, difference and selection optimism.")] = False,
+    results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    metric: Annotated[list[str] | None, typer.Option(
+        "--metric", "-m", help="cindex (default), uno, ibs, auc or pooled; repeatable (Tables I, III, IV).")] = None,
+    variant: Annotated[str, typer.Option(help="Variant of Table I, e.g. epochs=2 (default: default).")] = "default",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
+) -> None:
+    """Tables I-IV of the CCL paper, computed from the prediction store only."""
+    from bench.evaluation import check_metric, parse_variant
+    from bench.io import write_text
+    from bench.table_render import EXTENSIONS, check_format, render
+    from bench.tables import TABLES, Options, build_tables, empty_store_message
+
+    if table not in (*TABLES, "all"):
+        raise BenchError(f"bad --table '{table}': choose 1, 2, 3, 4 or all")
+    fmt = check_format(format_)
+    metrics = [check_metric(m).name for m in (metric or ["cindex"])]
+    if bootstrap < 100:
+        raise BenchError(f"bad --bootstrap {bootstrap}: use at least 100 resamples")
+    protocols = _protocols(protocol)
+    settings, ev = _evaluation(results)
+    if ev.empty:
+        _echo(empty_store_message(ev.results))
+        return
+    from bench.cohort import available_cohorts
+
+    opts = Options(compare_paper=compare_paper, default_seed=settings["run"]["seed"], n_resamples=bootstrap,
+                   runnable=tuple(available_cohorts(settings)))
+    built = build_tables(ev, table, protocols, metrics, opts, parse_variant(variant))
+    color = fmt == "terminal" and out is None and sys.stdout.isatty()
+    for i, t in enumerate(built):
+        text = render(t, fmt, color=color)
+        if out is not None:
+            dest = Path(out) / f"{t.name}.{EXTENSIONS[fmt]}"
+            write_text(dest, text)
+            _echo(f"wrote {dest}")
+        else:
+            _echo(("\n" if i else "") + text)
+
+
+def figures(
+    fig: Annotated[str, typer.Option("--fig", help="6, 7, epochs or all.")] = "all",
+    format_: Annotated[str, typer.Option("--format", "-f", help="png or pdf.")] = "png",
+    out: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("figures"),
+    method: Annotated[str | None, typer.Option(
+        "--method", help="Method of Fig. 6/7 (default: CCL if stored, else the best stored method); "
+                         "limits the per-epoch plots too.")] = None,
+    protocol: Annotated[str, typer.Option(help="Epoch rule of Fig. 6/7: best-val or last.")] = "best-val",
+    ttest: Annotated[str, typer.Option(help="Fig. 7 compares survival months of 'uncensored' patients "
+                                            "(default) or of 'all' patients.")] = "uncensored",
+    variant: Annotated[str, typer.Option(help="Variant to plot (default: default).")] = "default",
+    results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+) -> None:
+    """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups) and per-epoch val C-index plots."""
+    from bench.evaluation import check_protocol, parse_variant
+    from bench.figures import FIGURES, FORMATS, choose_method, epoch_figures, km_figure, ttest_figure
+    from bench.tables import empty_store_message, format_p
+
+    if fig not in (*FIGURES, "all"):
+        raise BenchError(f"bad --fig '{fig}': choose 6, 7, epochs or all")
+    if format_ not in FORMATS:
+        raise BenchError(f"bad --format '{format_}': choose png or pdf")
+    check_protocol(protocol)
+    _, ev = _evaluation(results)
+    if ev.empty:
+        _echo(empty_store_message(ev.results))
+        return
+    ov = parse_variant(variant)
+    name = method.strip().lower() if method else choose_method(ev, protocol, ov)
+    if name not in ev.methods():
+        raise BenchError(f"no stored runs of method '{name}' in {ev.results}; stored: {', '.join(ev.methods())}")
+    wanted = FIGURES if fig == "all" else (fig,)
+    if "6" in wanted:
+        path, stats = km_figure(ev, name, Path(out) / f"fig6_km_{name}.{format_}", protocol=protocol, variant=ov,
+                                fmt=format_)
+        _echo(f"wrote {path}")
+        _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], format_p(s["p"])] for s in stats],
+                       headers=["cohort", "high risk", "low risk", "log-rank p"], disable_numparse=True))
+    if "7" in wanted:
+        path, stats = ttest_figure(ev, name, Path(out) / f"fig7_ttest_{name}.{format_}", protocol=protocol,
+                                   variant=ov, fmt=format_, on=ttest)
+        _echo(f"wrote {path} (Welch's t-test of survival months, {ttest} patients, high vs low risk)")
+        _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], f"{s['t']:.3f}", format_p(s["p"])] for s in stats],
+                       headers=["cohort", "high", "low", "t", "p"], disable_numparse=True))
+    if "epochs" in wanted:
+        paths = epoch_figures(ev, Path(out), methods=[name] if method else None, variant=ov, fmt=format_)
+        for p in paths:
+            _echo(f"wrote {p}")
+        if not paths:
+            _echo("no per-epoch plots: every stored run has a single epoch")
+
+
+def results_import(
+    file: Annotated[Path, typer.Argument(help="CSV with case_id, fold, risk, survival_months, censorship.")],
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name to store the runs under.")],
+    cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort the predictions are for.")],
+    variant: Annotated[str | None, typer.Option(help="default, key=value pairs (k=9) or a named variant.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed to file the runs under (default from bench.toml).")] = None,
+    results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    genomics_build: Annotated[str | None, typer.Option(help="Genomics build the predictions used (recorded).")] = None,
+    pathology: Annotated[str, typer.Option(help="real, synthetic, none or unknown (recorded).")] = "unknown",
+    title: Annotated[str | None, typer.Option(help="Table title of an unregistered method.")] = None,
+    modality: Annotated[str | None, typer.Option(help="Modality of an unregistered method.")] = None,
+    bin_edges: Annotated[str | None, typer.Option(help="Comma-separated n_bins+1 time-bin edges of surv_k.")] = None,
+    drop_unmatched: Annotated[bool, typer.Option("--drop-unmatched",
+                                                 help="Leave out rows that do not match (listed in the manifests).")
+                              ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace runs already stored under this key.")] = False,
+) -> None:
+    """Store predictions produced elsewhere (checked against the cohort's splits) so tables include them."""
+    from bench.results_import import import_predictions
+
+    edges = None
+    if bin_edges:
+        try:
+            edges = [float(x) for x in bin_edges.split(",")]
+        except ValueError:
+            raise BenchError(f"bad --bin-edges '{bin_edges}': comma-separated numbers") from None
+    rep = import_predictions(_settings(), file, method=method, cohort=cohort, variant=variant, seed=seed,
+                             results=results, drop_unmatched=drop_unmatched, force=force,
+                             genomics_build=genomics_build, pathology=pathology, title=title, modality=modality,
+                             bin_edges=edges)
+    _echo(f"imported {sum(rep.folds.values())} rows of {file} as {rep.method} ({rep.variant}) on {rep.cohort}, "
+          f"seed {rep.seed}: folds {', '.join(f'{k} ({n} rows)' for k, n in rep.folds.items())}")
+    if rep.skipped_other_cohorts:
+        _echo(f"skipped {rep.skipped_other_cohorts} rows of other cohorts")
+    if rep.dropped:
+        _echo(f"dropped {len(rep.dropped)} unmatched row(s), e.g. {rep.dropped[0]}")
 
 
 def register(app: typer.Typer, results_app: typer.Typer) -> None:
     """Add the reporting commands to ``app`` and the ``results`` sub-app."""
+    app.command("tables")(tables)
+    app.command("figures")(figures)
+    results_app.command("import")(results_import)

@@ -7,6 +7,8 @@
   validation C-index; the official CCL, CMTA and MOTCat code reports it, which selects the epoch
   on the very fold it reports). Ties: ``earliest`` (strict >) or ``latest`` (>=, as CCL).
 * Summaries: mean and population standard deviation (ddof 0) over folds, as the published code.
+  With several seeds: the mean over seeds of the fold means, the fold std averaged over seeds, and
+  separately the spread over seeds (population std of the per-seed fold means).
 """
 
 from __future__ import annotations
@@ -68,3 +70,15 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and population std (ddof 0) over folds, as the published code reports."""
     arr = np.asarray(values, dtype=float)
     return float(np.mean(arr)), float(np.std(arr, ddof=0))
+
+
+def seed_summary(per_seed: Sequence[Sequence[float]]) -> tuple[float, float, float | None]:
+    """Summary over seeds of per-fold values: (mean over seeds of the fold means, fold std averaged
+    over seeds, population std over seeds of the fold means — None with a single seed)."""
+    if not per_seed:
+        raise BenchError("no seeds to summarise")
+    stats = [mean_std(v) for v in per_seed]
+    means = np.array([m for m, _ in stats])
+    stds = np.array([s for _, s in stats])
+    spread = float(np.std(means, ddof=0)) if len(means) > 1 else None
+    return float(np.mean(means)), float(np.mean(stds)), spread
