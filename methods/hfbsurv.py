@@ -49,7 +49,7 @@ def _encoder(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
         "PyTorch default init. Trained with the CCL protocol (SGD 1e-3, 30 epochs, batch 1), best validation epoch "
         "(ties: latest); HFBSurv's own optimiser (Adam 1.2e-4, wd 1e-6) is the variant 'paper-optim'. Parameters "
         "0.695 M at the spec's BLCA size (3392 columns), 0.617 M on the bundled mutsig BLCA table ('small' in the "
-        "spec). UCEC synthetic store (fold 0, 1 CPU thread): ~4 s per epoch."
+        "spec). UCEC synthetic store (fold 0, one thread, train + validation): ~3.2 s per epoch."
     ),
     order=150,
 ))
