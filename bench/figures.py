@@ -125,7 +125,7 @@ def km_figure(ev: Evaluation, method: str, dest: Path, *, protocol: str = "best-
         ax.set_xlabel("months")
         ax.set_ylabel("survival probability")
         ax.set_ylim(0, 1.05)
-        add_at_risk_counts(kh, kl, ax=ax, fig=fig, rows_to_show=["At risk"])
+        add_at_risk_counts(kh, kl, ax=ax, fig=fig, rows_to_show=["At risk"], labels=["high", "low"])
         stats.append({"cohort": short_name(cell.cohort), "p": p, "n_high": int(g.high.sum()),
                       "n_low": int((~g.high).sum()), "seed": g.seed})
     fig.suptitle(f"{_title(ev, method)}: Kaplan–Meier curves, high vs low risk\n(out-of-fold risks of the folds "
