@@ -506,9 +506,24 @@ def table1(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table
     _blank_repeats(rows)
     info = check_metric(opts.metric)
     suffix = "" if variant == DEFAULT else f", variant {variant_label(variant)}"
-    return grid_table(ev, name=f"table1_{protocol}_{opts.metric}", lead_headers=["Modality", "Method"], rows=rows,
-                      title=f"Table I — {info.label} per method and cohort, protocol {protocol}{suffix}",
-                      cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table = grid_table(ev, name=f"table1_{protocol}_{opts.metric}", lead_headers=["Modality", "Method"], rows=rows,
+                       title=f"Table I — {info.label} per method and cohort, protocol {protocol}{suffix}",
+                       cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table.notes += other_variants_note(ev, {variant}, "Other variants in the store (show one with --variant)")
+    return table
+
+
+def other_variants_note(ev: Evaluation, shown: set[Overrides], lead: str, method: str | None = None) -> list[str]:
+    """A note naming the stored variants a table does not show (e.g. runs made with --epochs)."""
+    others: dict[str, list[str]] = {}
+    for m, ov, _ in ev.cells(method):
+        if ov not in shown:
+            labels = others.setdefault(m, [])
+            if variant_label(ov) not in labels:
+                labels.append(variant_label(ov))
+    if not others:
+        return []
+    return [f"{lead}: " + "; ".join(f"{m}: {', '.join(v)}" for m, v in others.items()) + "."]
 
 
 def _blank_repeats(rows: list[GridRow]) -> None:
@@ -535,14 +550,14 @@ def _method_commands(ev: Evaluation, spec: RowSpec, variant: Overrides,
 # Table II
 
 
-def table2(ev: Evaluation, opts: Options) -> Table:
+def table2(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table:
     """Table II: log-rank p of high vs low risk, published (pooled median) and fold-safe conventions."""
     protocol = check_protocol(opts.protocol)
     cohorts, _ = table_cohorts(ev)
     published = paper_table("table2_logrank_p")
     titles = list(published["method"])
     specs = [s for s in row_specs(ev)
-             if s.paper in titles or (s.method and any(ev.has(s.method, c) for c in cohorts))]
+             if s.paper in titles or (s.method and any(ev.has(s.method, c, variant) for c in cohorts))]
     headers = ["Method"]
     for c in cohorts:
         sc = short_name(c)
@@ -551,10 +566,10 @@ def table2(ev: Evaluation, opts: Options) -> Table:
     for spec in specs:
         line: list[str | Mark] = [spec.label]
         prow = published[published["method"] == spec.paper]
-        make = _method_commands(ev, spec, DEFAULT, opts)
+        make = _method_commands(ev, spec, variant, opts)
         for c in cohorts:
             sc = short_name(c)
-            cell = ev.cell(spec.method, c, DEFAULT, protocol) if spec.method else None
+            cell = ev.cell(spec.method, c, variant, protocol) if spec.method else None
             cells.append((spec.label, c, cell))
             paper_p = float(prow.iloc[0][sc]) if len(prow) and sc in prow.columns else None
             values = {}
@@ -589,8 +604,9 @@ def table2(ev: Evaluation, opts: Options) -> Table:
     if any(cell is None for _, _, cell in cells):
         notes.append(f"{MISSING}: not in the prediction store.")
     notes += _unrunnable_note(opts, cohorts)
+    suffix = "" if variant == DEFAULT else f", variant {variant_label(variant)}"
     return Table(name=f"table2_{protocol}", title=f"Table II — log-rank p-values, high vs low risk, protocol "
-                 f"{protocol}", blocks=[Block("", headers, body)], notes=notes,
+                 f"{protocol}{suffix}", blocks=[Block("", headers, body)], notes=notes,
                  commands=list(dict.fromkeys(commands)), frame=pd.DataFrame.from_records(records))
 
 
@@ -629,9 +645,12 @@ def table3(ev: Evaluation, opts: Options) -> Table:
             other=other, paper={c: (float(prow[f"{c}_mean"]), float(prow[f"{c}_std"])) for c in PAPER_COHORTS},
             paper_overall=float(prow["overall"]), commands=_ccl_commands(ev, sets, opts), note=note))
     info = check_metric(opts.metric)
-    return grid_table(ev, name=f"table3_{protocol}_{opts.metric}", lead_headers=["Variant", "CCA", "MKD", "CGM"],
-                      rows=rows, title=f"Table III — CCL ablation, {info.label}, protocol {protocol}",
-                      cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table = grid_table(ev, name=f"table3_{protocol}_{opts.metric}", lead_headers=["Variant", "CCA", "MKD", "CGM"],
+                       rows=rows, title=f"Table III — CCL ablation, {info.label}, protocol {protocol}",
+                       cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table.notes += other_variants_note(ev, {r.overrides for r in rows}, "CCL variants stored but not in this table",
+                                       CCL)
+    return table
 
 
 def ccl_defaults() -> dict[str, Any]:
@@ -675,9 +694,12 @@ def table4(ev: Evaluation, opts: Options) -> Table:
                 commands=_ccl_commands(ev, {} if is_default else {param: shown}, opts), group=param))
     _blank_repeats(rows)
     info = check_metric(opts.metric)
-    return grid_table(ev, name=f"table4_{protocol}_{opts.metric}", lead_headers=["Parameter", "Value"], rows=rows,
-                      title=f"Table IV — CCL hyper-parameters (others at their defaults), {info.label}, protocol "
-                            f"{protocol}", cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table = grid_table(ev, name=f"table4_{protocol}_{opts.metric}", lead_headers=["Parameter", "Value"], rows=rows,
+                       title=f"Table IV — CCL hyper-parameters (others at their defaults), {info.label}, protocol "
+                             f"{protocol}", cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table.notes += other_variants_note(ev, {r.overrides for r in rows}, "CCL variants stored but not in this table",
+                                       CCL)
+    return table
 
 
 # ----------------------------------------------------------------------------------------------
@@ -687,14 +709,15 @@ def table4(ev: Evaluation, opts: Options) -> Table:
 def build_tables(ev: Evaluation, which: str = "all", protocols: Sequence[str] = ("best-val",),
                  metrics: Sequence[str] = ("cindex",), opts: Options | None = None,
                  variant: Overrides = DEFAULT) -> list[Table]:
-    """Every requested table for every protocol (and metric, for Tables I, III and IV)."""
+    """Every requested table for every protocol (and metric, for Tables I, III and IV); ``variant`` is the
+    variant of Tables I and II (III and IV are defined by their own CCL variants)."""
     base = opts or Options()
     names = TABLES if which == "all" else (which,)
     out = []
     for protocol in protocols:
         for t in names:
             if t == "2":
-                out.append(table2(ev, Options(**{**base.__dict__, "protocol": protocol})))
+                out.append(table2(ev, Options(**{**base.__dict__, "protocol": protocol}), variant))
                 continue
             for metric in metrics:
                 o = Options(**{**base.__dict__, "protocol": protocol, "metric": metric})

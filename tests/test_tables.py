@@ -367,3 +367,12 @@ def test_cli_tables_writes_files(toy):
     text = (out / "table1_last_cindex.md").read_text()
     assert "**0.8333 ± 0.0000**" in text and "| TOY" in text.replace("TOY ", "TOY")
     assert "bench run --method snntrans --cohort TOY" in text and "--cohort BLCA" not in text
+
+
+def test_notes_name_variants_a_table_does_not_show(ccl_store):
+    t1 = " ".join(table1(ccl_store, Options()).notes)
+    assert "Other variants in the store (show one with --variant): ccl: " in t1 and "k=9" in t1
+    t3 = " ".join(table3(ccl_store, Options()).notes)
+    assert "CCL variants stored but not in this table: ccl: k=12, k=9, tau=0.3." in t3
+    t4 = " ".join(table4(ccl_store, Options()).notes)
+    assert "CCL variants stored but not in this table: ccl: cca=false,cgm=false,mkd=false, cgm=false." in t4
