@@ -16,6 +16,7 @@ engine, and reports pass / fail / skip with a reason:
 from __future__ import annotations
 
 import copy
+import inspect
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -29,8 +30,11 @@ from bench.batches import Batches, FoldTensors, ResidentBags
 from bench.errors import BenchError
 from bench.losses import nll_loss
 from bench.predictions import read_manifest, read_predictions
-from bench.registry import InputDims, MethodInfo, get_method
+from bench.registry import InputDims, MethodInfo, ModelOutput, get_method
 from bench.toy import make_toy_project
+
+#: The synthetic cohort every check runs on (bench.toy): patients, mean patches per slide, feature size.
+TOY = {"n_patients": 40, "patches": 12, "dim": 16, "signal": 1.0}
 
 
 @dataclass
@@ -42,6 +46,10 @@ class CheckResult:
 
 class _Skip(Exception):
     pass
+
+
+class _Fail(AssertionError):
+    """A contract check that failed (its message is the reason); other exceptions come from the method."""
 
 
 @dataclass
@@ -64,7 +72,7 @@ class _Context:
 def _prepare(name: str, workdir: Path) -> _Context:
     from bench.runner import plan_run
 
-    project = make_toy_project(workdir, n_patients=40, patches=12, dim=16, signal=1.0)
+    project = make_toy_project(workdir, **TOY)
     plan = plan_run(project.settings, name, project.cohort, epochs=1, device="cpu")
     fold = plan.cohort.fold(0)
     bags = ResidentBags(plan.store.info, plan.cohort) if plan.store is not None else None
@@ -87,10 +95,19 @@ def _allows_batches(ctx: _Context) -> bool:
     return True
 
 
+def _forward(model: torch.nn.Module, batch) -> ModelOutput:
+    out = model(batch)
+    if not isinstance(out, ModelOutput):
+        raise _Fail(f"forward returned {type(out).__name__}, expected ModelOutput(logits, aux)")
+    if not isinstance(out.logits, torch.Tensor):
+        raise _Fail(f"ModelOutput.logits is {type(out.logits).__name__}, expected a [B, n_bins] tensor")
+    return out
+
+
 def _eval(model: torch.nn.Module, batch) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
-        return model(batch).logits
+        return _forward(model, batch).logits
 
 
 def check_builds(ctx: _Context) -> str:
@@ -105,15 +122,15 @@ def check_shapes(ctx: _Context) -> str:
     for b in sizes:
         batch = ctx.batch(list(ctx.batches.t.train[:b]), train=True)
         model.train()
-        out = model(batch)
+        out = _forward(model, batch)
         if tuple(out.logits.shape) != (b, ctx.dims.n_bins):
-            raise AssertionError(f"logits shape {tuple(out.logits.shape)} for a batch of {b}, "
-                                 f"expected ({b}, {ctx.dims.n_bins})")
+            raise _Fail(f"logits shape {tuple(out.logits.shape)} for a batch of {b}, "
+                        f"expected ({b}, {ctx.dims.n_bins})")
         if not torch.isfinite(out.logits).all():
-            raise AssertionError("non-finite logits")
+            raise _Fail("non-finite logits")
         for k, v in out.aux.items():
-            if v.dim() != 0 or not torch.isfinite(v):
-                raise AssertionError(f"auxiliary loss '{k}' is not a finite scalar")
+            if not isinstance(v, torch.Tensor) or v.dim() != 0 or not torch.isfinite(v):
+                raise _Fail(f"auxiliary loss '{k}' is not a finite scalar")
     return f"logits ({', '.join(f'{b}x{ctx.dims.n_bins}' for b in sizes)})"
 
 
@@ -133,8 +150,8 @@ def check_mask(ctx: _Context) -> str:
     padded = _eval(model, ctx.batch([short, long_]))[:1]
     if not torch.allclose(alone, padded, atol=1e-4, rtol=1e-4):
         diff = float((alone - padded).abs().max())
-        raise AssertionError(f"padding changed the output of a {bags.lengths[short]}-patch bag by {diff:.2e} "
-                             f"when batched with a {bags.lengths[long_]}-patch bag; use batch.mask")
+        raise _Fail(f"padding changed the output of a {bags.lengths[short]}-patch bag by {diff:.2e} "
+                    f"when batched with a {bags.lengths[long_]}-patch bag; use batch.mask")
     return f"{bags.lengths[short]}-patch bag unchanged next to a {bags.lengths[long_]}-patch bag"
 
 
@@ -150,15 +167,17 @@ def check_learns(ctx: _Context) -> str:
     before = loss_now()
     for _ in range(15):
         model.train()
-        out = model(batch)
+        out = _forward(model, batch)
         loss = nll_loss(torch.sigmoid(out.logits), batch.bins, batch.censorship)
         loss = loss + sum(out.aux.values()) if out.aux else loss
+        if not loss.requires_grad:
+            raise _Fail("the loss carries no gradient: the logits do not depend on any trainable parameter")
         opt.zero_grad()
         loss.backward()
         opt.step()
     after = loss_now()
     if not after < before:
-        raise AssertionError(f"loss on a fixed batch did not go down: {before:.4f} -> {after:.4f}")
+        raise _Fail(f"loss on a fixed batch did not go down: {before:.4f} -> {after:.4f}")
     return f"NLL {before:.4f} -> {after:.4f} after 15 Adam steps"
 
 
@@ -167,7 +186,8 @@ def check_deterministic(ctx: _Context) -> str:
     batch = ctx.batch(list(ctx.batches.t.val[:1]))
     a, b = _eval(model, batch), _eval(model, batch)
     if not torch.equal(a, b):
-        raise AssertionError(f"two evaluations differ by {float((a - b).abs().max()):.2e}")
+        raise _Fail(f"two evaluations differ by {float((a - b).abs().max()):.2e}; eval mode must not sample "
+                    "(check model.training before any random op)")
     return "identical logits on repeat"
 
 
@@ -181,8 +201,8 @@ def check_state(ctx: _Context) -> str:
     other.load_state_dict(model.state_dict())
     got = _eval(other, ctx.batch(list(ctx.batches.t.val[:1])))
     if not torch.allclose(ref, got, atol=1e-6):
-        raise AssertionError("a model restored from state_dict gives other outputs; "
-                             "keep all state in parameters/buffers")
+        raise _Fail(f"a model restored from state_dict gives other outputs (max difference "
+                    f"{float((ref - got).abs().max()):.2e}); keep all state in parameters or registered buffers")
     return f"{len(model.state_dict())} tensors restored, same outputs"
 
 
@@ -195,13 +215,13 @@ def check_stores(ctx: _Context) -> str:
         d = plan.dir(fold)
         manifest = read_manifest(d)
         if manifest is None or manifest.get("status") != "complete":
-            raise AssertionError(f"no complete manifest in {d}")
+            raise _Fail(f"no complete manifest in {d}")
         preds = read_predictions(d / "predictions.csv")
         val_ids = {plan.cohort.case_ids[i] for i in plan.cohort.split(fold).val}
         got = set(preds.loc[preds["split"] == "val", "case_id"])
         if got != val_ids:
-            raise AssertionError(f"fold {fold}: stored val patients differ from the split "
-                                 f"({len(got)} vs {len(val_ids)})")
+            raise _Fail(f"fold {fold}: stored val patients differ from the split "
+                        f"({len(got)} vs {len(val_ids)})")
     return "2 folds stored with manifests and every val patient"
 
 
@@ -224,15 +244,34 @@ def run_contract(name: str, workdir: Path | None = None) -> list[CheckResult]:
         try:
             ctx = _prepare(name, root)
         except Exception as exc:
-            return [CheckResult("builds", "fail", f"could not prepare the toy project: {exc}")]
-        results = []
+            return [CheckResult("builds", "fail", f"could not prepare the toy project: {exc}"),
+                    *(CheckResult(n, "skip", "not run: the model does not build") for n, _ in CHECKS[1:])]
+        results: list[CheckResult] = []
         for check_name, fn in CHECKS:
+            if results and results[0].status == "fail":
+                results.append(CheckResult(check_name, "skip", "not run: the model does not build"))
+                continue
             try:
                 results.append(CheckResult(check_name, "pass", fn(ctx)))
             except _Skip as exc:
                 results.append(CheckResult(check_name, "skip", str(exc)))
+            except _Fail as exc:
+                results.append(CheckResult(check_name, "fail", str(exc)))
             except Exception as exc:
-                where = traceback.extract_tb(exc.__traceback__)[-1]
-                detail = f" ({Path(where.filename).name}:{where.lineno})" if not isinstance(exc, AssertionError) else ""
-                results.append(CheckResult(check_name, "fail", f"{type(exc).__name__}: {exc}{detail}"))
+                reason = f"{type(exc).__name__}: {exc}{_location(exc, ctx.info)}"
+                results.append(CheckResult(check_name, "fail", reason))
         return results
+
+
+def _location(exc: BaseException, info: MethodInfo) -> str:
+    """`` (file:line)`` of the error: the deepest frame in the method's own file if there is one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return ""
+    try:
+        own = Path(inspect.getfile(info.model)).resolve() if info.model is not None else None
+    except (TypeError, OSError):
+        own = None
+    mine = [f for f in frames if own is not None and Path(f.filename).resolve() == own]
+    where = (mine or frames)[-1]
+    return f" ({Path(where.filename).name}:{where.lineno})"

@@ -186,8 +186,18 @@ def _source_of(cls: type) -> str:
 
 
 def _distribution_of(module: str) -> str | None:
-    """The installed distribution that provides ``module``'s top-level package, if any."""
-    names = importlib.metadata.packages_distributions().get(module.split(".")[0])
+    """The distribution that provides ``module``: the one whose survbench.methods entry point names
+    ``module`` (or its top-level package), else the installed distribution owning that package."""
+    top = module.split(".")[0]
+    # Entry points first: a distribution registered by metadata alone (no RECORD or top_level.txt,
+    # e.g. a dist-info folder on PYTHONPATH) is invisible to packages_distributions().
+    eps = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+    for matches in (lambda ep: ep.module == module, lambda ep: ep.module.split(".")[0] == top):
+        for ep in eps:
+            dist = getattr(ep, "dist", None)
+            if matches(ep) and dist is not None and dist.name:
+                return dist.name
+    names = importlib.metadata.packages_distributions().get(top)
     return names[0] if names else None
 
 
@@ -203,6 +213,10 @@ def _validate_info(info: MethodInfo, cls: type) -> None:
         raise BenchError(f"{where}: genomics must be None, 'groups' or 'all'")
     if info.modality != "pathology" and info.genomics is None:
         raise BenchError(f"{where}: a {info.modality} method must say which genomics it reads (groups or all)")
+    for cohort, value in info.reported.items():
+        if cohort not in PAPER_COHORTS or not (isinstance(value, tuple | list) and len(value) == 2):
+            raise BenchError(f"{where}: reported must map paper cohorts ({', '.join(PAPER_COHORTS)}) to "
+                             f"(mean, std) pairs; got {cohort!r}: {value!r}")
     for k, v in info.train.items():
         if k not in TRAIN_KEYS:
             raise BenchError(f"{where}: unknown train key '{k}'; valid: {', '.join(TRAIN_KEYS)}")
