@@ -356,6 +356,7 @@ class Evaluation:
                 continue
             folds[fold] = run
         self._preds: dict[Path, pd.DataFrame] = {}
+        self._per_epoch: dict[Path, pd.Series] = {}
         self._cells: dict[tuple[str, Overrides, str, str], Cell | None] = {}
 
     @property
@@ -396,7 +397,9 @@ class Evaluation:
     def fold_eval(self, run: StoredRun, protocol: str) -> FoldEval:
         """Score one stored run under ``protocol`` (the method's tie rule from its manifest)."""
         preds = self.predictions(run)
-        per_epoch = epoch_cindex(preds)
+        if run.path not in self._per_epoch:
+            self._per_epoch[run.path] = epoch_cindex(preds)
+        per_epoch = self._per_epoch[run.path]
         if per_epoch.empty:
             raise BenchError(f"{run.path} has no validation predictions; rerun it or delete the folder")
         tie = (run.manifest.get("method") or {}).get("tie", "earliest")
