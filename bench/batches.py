@@ -21,6 +21,22 @@ from torch.nn.utils.rnn import pad_sequence
 from bench.cohort import GROUP_NAMES, Cohort, Fold
 from bench.errors import BenchError
 from bench.features.store import StoreInfo, read_features
+from bench.registry import InputDims
+
+
+def input_dims(cohort: Cohort, n_bins: int, path_dim: int | None, train: np.ndarray | None = None) -> InputDims:
+    """What a model is told when it is built: input sizes, column names and the training fold's labels."""
+    return InputDims(
+        path_dim=path_dim,
+        omic_dim=cohort.genomics.shape[1],
+        group_sizes=cohort.group_sizes,
+        n_bins=n_bins,
+        cohort=cohort.name,
+        train_time=cohort.time[train] if train is not None else None,
+        train_censorship=cohort.censorship[train] if train is not None else None,
+        omic_columns=tuple(cohort.genomic_columns),
+        group_columns=tuple(tuple(int(i) for i in cohort.groups[g]) for g in GROUP_NAMES),
+    )
 
 
 @dataclass

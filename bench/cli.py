@@ -107,6 +107,8 @@ def run(
         def on_fold(out) -> None:
             if out.status == "skipped":
                 console.print(f"  fold {out.fold}: already stored, skipped (--force retrains)")
+            elif out.status == "busy":
+                console.print(f"  fold {out.fold}: another process is training it right now, skipped")
             else:
                 console.print(f"  fold {out.fold}: {out.status} in {out.seconds:.1f}s -> {out.path}")
 
@@ -250,10 +252,11 @@ def data_synth(
 
 
 def _register_reporting() -> None:
-    from bench import cli_methods, cli_report
+    from bench import cli_methods, cli_report, cli_sweep
 
     cli_report.register(app, results_app)
     cli_methods.register(app)
+    cli_sweep.register(app, results_app)
 
 
 _register_reporting()

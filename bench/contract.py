@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.batches import Batches, FoldTensors, ResidentBags
+from bench.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.errors import BenchError
 from bench.losses import nll_loss
 from bench.predictions import read_manifest, read_predictions
@@ -78,9 +78,7 @@ def _prepare(name: str, workdir: Path) -> _Context:
     bags = ResidentBags(plan.store.info, plan.cohort) if plan.store is not None else None
     tensors = FoldTensors.build(plan.cohort, fold, torch.device("cpu"), bags.available if bags else None)
     batches = Batches(plan.cohort, tensors, bags, generator=torch.Generator().manual_seed(0))
-    dims = InputDims(path_dim=bags.dim if bags else None, omic_dim=plan.cohort.genomics.shape[1],
-                     group_sizes=plan.cohort.group_sizes, n_bins=plan.config["data"]["n_bins"], cohort=plan.cohort.name,
-                     train_time=plan.cohort.time[tensors.train], train_censorship=plan.cohort.censorship[tensors.train])
+    dims = input_dims(plan.cohort, plan.config["data"]["n_bins"], bags.dim if bags else None, tensors.train)
     return _Context(info=plan.info, dims=dims, batches=batches, config=plan.config, settings=project.settings,
                     workdir=workdir)
 

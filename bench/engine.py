@@ -186,7 +186,7 @@ def train_fold(
         for i, batch in enumerate(batches.iterate(order, bs, train=True)):
             out = model(batch)
             hazards = torch.sigmoid(out.logits)
-            loss = nll_loss(hazards, batch.bins, batch.censorship, alpha=train_cfg["alpha"])
+            loss = out.nll_weight * nll_loss(hazards, batch.bins, batch.censorship, alpha=train_cfg["alpha"])
             for name, value in out.aux.items():
                 loss = loss + value
                 aux_tot[name] = aux_tot.get(name, 0.0) + float(value.detach())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.batches import input_dims
 from bench.cohort import load_cohort
 from bench.config import Settings, default_run_config
 from bench.registry import InputDims, MethodInfo
@@ -21,8 +22,7 @@ def parameter_counts(settings: Settings, info: MethodInfo, cohort: str = "tcga_b
     hparams = default_run_config(settings, info, cohort)["model"]
     spec = InputDims(path_dim=1024, omic_dim=SPEC_BLCA_OMIC, group_sizes=SPEC_BLCA_GROUPS, n_bins=4, cohort=cohort)
     co = load_cohort(settings, cohort)
-    ours = InputDims(path_dim=1024, omic_dim=co.genomics.shape[1], group_sizes=co.group_sizes, n_bins=4,
-                     cohort=cohort)
+    ours = input_dims(co, 4, 1024)
     return {
         "BLCA, spec sizes (MCAT build)": f"{count(info, spec, hparams) / 1e6:.3f} M",
         f"{co.name}, {co.build} build": f"{count(info, ours, hparams) / 1e6:.3f} M",

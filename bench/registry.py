@@ -47,6 +47,10 @@ class InputDims:
     # patient groups) on the training fold only. None outside a fold (inspection, parameter counts).
     train_time: Any = None
     train_censorship: Any = None
+    # Names of the genomic columns (batch.omic's order) and each signature group's column indices,
+    # for methods that build their own genomic tokens (e.g. SurvPath from pathways).
+    omic_columns: tuple[str, ...] = ()
+    group_columns: tuple[tuple[int, ...], ...] = ()
 
 
 @dataclass
@@ -54,13 +58,14 @@ class ModelOutput:
     """A model's output: hazard logits ``[B, n_bins]`` and optional auxiliary losses.
 
     ``aux`` losses are scalar tensors already weighted; the engine adds them to the NLL loss
-    in training (and reports them). ``extras`` carries anything a method wants to expose
+    (times ``nll_weight``) in training and reports them. ``extras`` carries anything a method wants to expose
     (attention maps, ...); the engine ignores it.
     """
 
     logits: torch.Tensor
     aux: dict[str, torch.Tensor] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    nll_weight: float = 1.0  # weight of the survival NLL in the training loss (CLAM's bag_weight)
 
 
 class SurvivalModel(nn.Module):

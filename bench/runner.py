@@ -13,20 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from bench.batches import Batches, FoldTensors, ResidentBags
+from bench.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.cohort import GROUP_NAMES, Cohort, load_cohort, resolve_cohort, short_name
 from bench.config import Settings, config_hash, resolve_run_config, variant_name
 from bench.engine import Progress, train_fold
 from bench.errors import BenchError
 from bench.features import StoreChoice, choose_store
+from bench.io import write_json
+from bench.locks import RunLock, remove_partial_files
 from bench.manifest import build_manifest, data_hash, data_identity
 from bench.metrics import fold_score, mean_std
 from bench.predictions import CHECKPOINT, MANIFEST, read_manifest, read_predictions, run_dir, write_run
-from bench.registry import InputDims, MethodInfo, get_method
+from bench.registry import MethodInfo, get_method
 
 
 def resolve_device(name: str) -> torch.device:
@@ -143,10 +144,13 @@ def plan_run(
     return plan
 
 
+RUN_SPEC = "run.json"
+
+
 @dataclass
 class FoldOutcome:
     fold: int
-    status: str  # trained | resumed | skipped
+    status: str  # trained | resumed | skipped | busy (another process holds the run's lock)
     path: Path
     seconds: float = 0.0
 
@@ -196,8 +200,15 @@ def execute(
         assert plan.store is not None
         bags = ResidentBags(plan.store.info, plan.cohort, plan.device)
     for fold in todo:
-        out = run_one_fold(plan, fold, bags, force=force, progress=progress(fold) if progress else None,
-                           stop_after_epoch=stop_after_epoch)
+        with RunLock(plan.dir(fold)) as lock:
+            if not lock.acquire():
+                out = FoldOutcome(fold, "busy", plan.dir(fold))
+            elif not force and fold_state(plan, fold) == "complete":  # finished by another process meanwhile
+                out = FoldOutcome(fold, "skipped", plan.dir(fold))
+            else:
+                remove_partial_files(plan.dir(fold))
+                out = run_one_fold(plan, fold, bags, force=force, progress=progress(fold) if progress else None,
+                                   stop_after_epoch=stop_after_epoch)
         outcomes.append(out)
         if on_fold:
             on_fold(out)
@@ -216,21 +227,12 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
                          f"({len(tensors.excluded)} excluded for missing features)")
     batches = Batches(plan.cohort, tensors, bags, patch_cap=cfg["data"]["patch_cap"],
                       patch_cap_eval=cfg["data"]["patch_cap_eval"])
-    dims = InputDims(
-        path_dim=bags.dim if bags is not None else None,
-        omic_dim=plan.cohort.genomics.shape[1],
-        group_sizes=plan.cohort.group_sizes,
-        n_bins=cfg["data"]["n_bins"],
-        cohort=plan.cohort.name,
-        train_time=plan.cohort.time[tensors.train],
-        train_censorship=plan.cohort.censorship[tensors.train],
-    )
+    dims = input_dims(plan.cohort, cfg["data"]["n_bins"], bags.dim if bags is not None else None, tensors.train)
     ckpt = d / CHECKPOINT
     if force:
         ckpt.unlink(missing_ok=True)
     _check_checkpoint(ckpt, plan, fold)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "key.json").write_text(f'{{"config_hash": "{plan.chash}", "data_hash": "{plan.data_hash(fold)}"}}\n')
+    write_json(d / RUN_SPEC, run_spec(plan, fold))
     result = train_fold(plan.info, cfg, dims, batches, plan.seed, progress=progress, checkpoint=ckpt,
                         stop_after_epoch=stop_after_epoch)
     manifest = build_manifest(
@@ -241,19 +243,24 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
     )
     write_run(d, result.predictions, manifest)
     ckpt.unlink(missing_ok=True)
-    (d / "key.json").unlink(missing_ok=True)
+    (d / RUN_SPEC).unlink(missing_ok=True)
     return FoldOutcome(fold, "resumed" if result.resumed_from else "trained", d, result.seconds)
+
+
+def run_spec(plan: RunPlan, fold: int) -> dict[str, Any]:
+    """What an unfinished run directory records about itself (for resuming and `bench results verify`)."""
+    return {**plan.key(fold), "data_hash": plan.data_hash(fold), "overrides": plan.overrides,
+            "command": f"{plan.command()} --folds {fold}"}
 
 
 def _check_checkpoint(ckpt: Path, plan: RunPlan, fold: int) -> None:
     """Drop a checkpoint left by a run with another config or other data (it cannot be resumed)."""
-    keyfile = ckpt.parent / "key.json"
     if not ckpt.exists():
         return
     import json
 
     try:
-        stored = json.loads(keyfile.read_text())
+        stored = json.loads((ckpt.parent / RUN_SPEC).read_text())
     except (OSError, ValueError):
         stored = {}
     if stored.get("config_hash") != plan.chash or stored.get("data_hash") != plan.data_hash(fold):
@@ -302,4 +309,4 @@ def summarize(plan: RunPlan) -> RunSummary:
     return out
 
 
-__all__ = ["FoldOutcome", "RunPlan", "RunSummary", "execute", "np", "plan_run", "summarize"]
+__all__ = ["FoldOutcome", "RunPlan", "RunSummary", "execute", "plan_run", "summarize"]

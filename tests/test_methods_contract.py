@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.batches import Batches, FoldTensors, ResidentBags
+from bench.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.contract import run_contract
-from bench.registry import InputDims, all_methods
+from bench.registry import all_methods
 from bench.runner import execute, plan_run, summarize
 
 ALL = [m.name for m in all_methods()]
@@ -67,8 +67,7 @@ def _eval_batch(name: str, toy, idx):
     bags = ResidentBags(plan.store.info, plan.cohort) if plan.store is not None else None
     tensors = FoldTensors.build(plan.cohort, fold, torch.device("cpu"), bags.available if bags else None)
     batches = Batches(plan.cohort, tensors, bags)
-    dims = InputDims(bags.dim if bags else None, plan.cohort.genomics.shape[1], plan.cohort.group_sizes, 4,
-                     plan.cohort.name)
+    dims = input_dims(plan.cohort, 4, bags.dim if bags else None, fold.train)
     torch.manual_seed(0)
     model = plan.info.build(dims, plan.config["model"]).eval()
     return model, [batches.make([i], train=False) for i in idx]
