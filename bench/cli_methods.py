@@ -104,7 +104,9 @@ def check_method(
     _echo(f"{info.name}: {counts['pass']} passed, {counts['fail']} failed, {counts['skip']} skipped"
           + (f" — failed: {', '.join(failed)}" if failed else ""))
     if failed:
-        raise typer.Exit(1)
+        # SystemExit, not typer.Exit: bench.cli.main runs the app with standalone_mode=False, where
+        # click returns typer.Exit's code instead of exiting with it.
+        raise SystemExit(1)
 
 
 def register(app: typer.Typer) -> None:
