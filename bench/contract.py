@@ -166,7 +166,7 @@ def check_learns(ctx: _Context) -> str:
     for _ in range(15):
         model.train()
         out = _forward(model, batch)
-        loss = nll_loss(torch.sigmoid(out.logits), batch.bins, batch.censorship)
+        loss = out.nll_weight * nll_loss(torch.sigmoid(out.logits), batch.bins, batch.censorship)
         loss = loss + sum(out.aux.values()) if out.aux else loss
         if not loss.requires_grad:
             raise _Fail("the loss carries no gradient: the logits do not depend on any trainable parameter")

@@ -137,7 +137,16 @@ def plan_scaffold(name: str, modality: str = "multimodal", directory: Path | str
     cls = class_name(name)
     tests_dir = Path(tests) if tests is not None else default_tests_dir(directory)
     return MethodScaffold(name=key, title=title or cls, cls=cls, modality=modality, module=module,
-                          method_path=directory / f"{key}.py", test_path=tests_dir / f"test_{key}.py")
+                          method_path=_near(directory / f"{key}.py"), test_path=_near(tests_dir / f"test_{key}.py"))
+
+
+def _near(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies below it (shorter to print), else absolute."""
+    path = path.resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def check_name_free(name: str) -> None:
