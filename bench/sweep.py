@@ -9,6 +9,7 @@ key at once; a killed run resumes from its last completed epoch checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing as mp
 import os
 import time
@@ -213,7 +214,6 @@ def run_keys(keys: Sequence[SweepKey], root: str, report: Callable[[KeyResult], 
     loaded = _RESIDENT  # survives across chunks run by the same worker process
     for group in _group(sorted(keys, key=lambda k: (k.cohort, k.method, k.sets, k.seed, k.fold))):
         k0 = group[0]
-        t0 = time.perf_counter()
         try:
             plan = plan_run(settings, k0.method, k0.cohort, folds=[k.fold for k in group], seed=k0.seed,
                             epochs=k0.epochs, sets=dict(k0.sets), features=k0.features, device=k0.device)
@@ -224,25 +224,29 @@ def run_keys(keys: Sequence[SweepKey], root: str, report: Callable[[KeyResult], 
                     loaded.clear()  # keys are sorted by cohort: keep one cohort resident at a time
                     loaded[store_key] = ResidentBags(plan.store.info, plan.cohort, plan.device)
                 bags = loaded[store_key]
-            outs = execute(plan, bags=bags, stop_after_epoch=stop_after_epoch)
-            for o in outs:
-                key = next(k for k in group if k.fold == o.fold)
-                r = KeyResult(key.label(), o.status, o.seconds)
-                results.append(r)
-                if report:
-                    report(r)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            msg = str(exc) if isinstance(exc, BenchError) else "".join(traceback.format_exception_only(exc)).strip()
+        except BenchError as exc:
             for k in group:
-                if any(r.label == k.label() for r in results):
-                    continue
-                r = KeyResult(k.label(), "failed", time.perf_counter() - t0, msg)
-                results.append(r)
-                if report:
-                    report(r)
+                _record(results, report, KeyResult(k.label(), "failed", 0.0, str(exc)))
+            continue
+        for k in group:  # one key at a time, so a failing fold does not take the others down
+            t0 = time.perf_counter()
+            try:
+                (out,) = execute(dataclasses.replace(plan, folds=[k.fold]), bags=bags,
+                                 stop_after_epoch=stop_after_epoch)
+                _record(results, report, KeyResult(k.label(), out.status, out.seconds))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one failing key must not stop the sweep
+                msg = str(exc) if isinstance(exc, BenchError) else "".join(
+                    traceback.format_exception_only(exc)).strip()
+                _record(results, report, KeyResult(k.label(), "failed", time.perf_counter() - t0, msg))
     return results
+
+
+def _record(results: list[KeyResult], report: Callable[[KeyResult], None] | None, r: KeyResult) -> None:
+    results.append(r)
+    if report:
+        report(r)
 
 
 def _worker_init(threads: int, devices: list[int] | None, counter: Any) -> None:

@@ -179,6 +179,5 @@ def test_run_keys_reports_failures_and_continues(toy, monkeypatch):
 
     monkeypatch.setattr(runner, "run_one_fold", flaky)
     results = run_keys(keys, str(toy.root))
-    assert [(r.label.split("/")[-1], r.status) for r in results] == [("fold0", "failed"), ("fold1", "trained")] or \
-        sorted(r.status for r in results) == ["failed", "trained"]
+    assert [(r.label.split("/")[-1], r.status) for r in results] == [("fold0", "failed"), ("fold1", "trained")]
     assert "GPU fell off the bus" in next(r.error for r in results if r.status == "failed")
