@@ -327,3 +327,28 @@ def test_each_broken_check_is_named(check, tmp_path, monkeypatch):
     if check == "builds":
         assert {r.reason for n, r in results.items() if n != "builds"} == {"not run: the model does not build"}
         assert {r.status for n, r in results.items() if n != "builds"} == {"skip"}
+
+
+def test_worked_example_of_the_docs(tmp_path, monkeypatch):
+    """docs/adding-a-method.md's DualPool passes the contract as printed there; without the mask it fails `mask`."""
+    doc = (Path(__file__).parents[1] / "docs" / "adding-a-method.md").read_text()
+    code = re.search(r"\*\*2\. Write the method\*\*.*?```python\n(.*?)```", doc, flags=re.S).group(1)
+    leaky = code.replace("mean = (h * mask).sum(dim=1) / mask.sum(dim=1)", "mean = h.mean(dim=1)")
+    assert leaky != code
+    leaky = leaky.replace('name="dual_pool"', 'name="dual_pool_leaky"')
+    (tmp_path / "doc_dual_pool.py").write_text(code)
+    (tmp_path / "doc_dual_pool_leaky.py").write_text(leaky)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        for module in ("doc_dual_pool", "doc_dual_pool_leaky"):
+            __import__(module)
+        good = {r.name: r for r in run_contract("dual_pool", tmp_path / "good")}
+        bad = {r.name: r for r in run_contract("dual_pool_leaky", tmp_path / "bad")}
+    finally:
+        for name, module in (("dual_pool", "doc_dual_pool"), ("dual_pool_leaky", "doc_dual_pool_leaky")):
+            unregister(name)
+            sys.modules.pop(module, None)
+    assert {r.status for r in good.values()} == {"pass"}, good
+    assert good["builds"].reason == "3204 parameters"  # as printed in the doc
+    assert f"  PASS  state          {good['state'].reason}\n" in doc
+    assert [n for n, r in bad.items() if r.status == "fail"] == ["mask"]
