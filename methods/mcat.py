@@ -20,7 +20,7 @@ from methods.coattn import FUSIONS, CoAttention, SignatureNets, TwoBranchHead
     selection="last",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced"},
-    hparams={"dim": 256, "dropout": 0.25, "fusion": "concat", "coattn_heads": 1},
+    hparams={"dim": 256, "dropout": 0.25, "fusion": "concat"},
     hparam_choices={"fusion": FUSIONS},
     genomics="groups",
     notes=(
@@ -39,13 +39,12 @@ from methods.coattn import FUSIONS, CoAttention, SignatureNets, TwoBranchHead
     order=110,
 ))
 class MCAT(SurvivalModel):
-    def __init__(self, dims: InputDims, dim: int = 256, dropout: float = 0.25, fusion: str = "concat",
-                 coattn_heads: int = 1) -> None:
+    def __init__(self, dims: InputDims, dim: int = 256, dropout: float = 0.25, fusion: str = "concat") -> None:
         super().__init__()
         assert dims.path_dim is not None
         self.wsi_net = nn.Sequential(nn.Linear(dims.path_dim, dim), nn.ReLU(), nn.Dropout(dropout))
         self.sig_networks = SignatureNets(dims.group_sizes, (dim, dim), dropout)
-        self.coattn = CoAttention(dim, coattn_heads)
+        self.coattn = CoAttention(dim, heads=1)
         self.head = TwoBranchHead(dim, dims.n_bins, dropout, fusion)
 
     def forward(self, batch: Batch) -> ModelOutput:
