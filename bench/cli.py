@@ -265,7 +265,7 @@ _register_reporting()
 def main() -> None:
     """Console entry point: run the app; user errors print one line and exit 2."""
     try:
-        app(standalone_mode=False)
+        sys.exit(app(standalone_mode=False) or 0)
     except BenchError as exc:
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(2)

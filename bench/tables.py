@@ -354,7 +354,8 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
     if compare:
         notes.append("opt. = selection optimism: the value under best-val minus the value under last (same runs).")
         if paper_cols:
-            notes.append("paper = the CCL paper's published value; Δ = ours minus paper.")
+            notes.append("paper = the published value (the CCL paper's Table I, or a plugin method's own "
+                         "`reported` numbers); Δ = ours minus paper.")
         else:
             notes.append(f"The paper reports Harrell's C only, so there is no paper column for {info.label}.")
     notes += [r.note for r in rows if r.note]

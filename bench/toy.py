@@ -62,6 +62,7 @@ def make_toy_project(
     *,
     n_patients: int = 100,
     genomic_signal: float = 1.0,
+    genomic_noise: float = 1.0,
     patches: int = 16,
     signal: float = 1.0,
     dim: int = 32,
@@ -71,7 +72,8 @@ def make_toy_project(
     """Write a toy project under ``root`` and return its settings.
 
     Survival times follow ``T = 20 exp(-z + 0.3 e)`` with a latent risk ``z ~ N(0, 1)``; the first
-    genomic column of every group is ``genomic_signal * z + noise``, the rest is noise. About
+    genomic column of every group is ``genomic_signal * z + noise``, the rest is noise (scaled by
+    ``genomic_noise``; with both at 0 the genomic input carries nothing at all). About
     ``censor_rate`` of the patients are censored. One in five patients has two slides.
     """
     root = Path(root)
@@ -86,9 +88,9 @@ def make_toy_project(
     for genes in _GENES.values():
         for j, gene in enumerate(genes):
             base = genomic_signal * z if j == 0 else 0.0
-            cols[f"{gene}_rnaseq"] = base + rng.standard_normal(n_patients)
-            cols[f"{gene}_cnv"] = rng.integers(-2, 3, n_patients).astype(float)
-            cols[f"{gene}_mut"] = (rng.random(n_patients) < 0.1).astype(float)
+            cols[f"{gene}_rnaseq"] = base + genomic_noise * rng.standard_normal(n_patients)
+            cols[f"{gene}_cnv"] = genomic_noise * rng.integers(-2, 3, n_patients).astype(float)
+            cols[f"{gene}_mut"] = genomic_noise * (rng.random(n_patients) < 0.1).astype(float)
     rows = []
     for i, cid in enumerate(case_ids):
         n_slides = 2 if i % 5 == 0 else 1

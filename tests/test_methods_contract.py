@@ -13,10 +13,12 @@ from bench.contract import run_contract
 from bench.registry import all_methods
 from bench.runner import execute, plan_run, summarize
 
-ALL = [m.name for m in all_methods()]
-PATHOLOGY = [m.name for m in all_methods() if m.uses_pathology]
-GENOMICS_ONLY = [m.name for m in all_methods() if m.modality == "genomics"]
-MULTIMODAL = [m.name for m in all_methods() if m.modality == "multimodal"]
+# survbench's own methods (an installed plugin is checked by its author with `bench check-method`)
+BUILTIN = [m for m in all_methods() if m.source == "survbench"]
+ALL = [m.name for m in BUILTIN]
+PATHOLOGY = [m.name for m in BUILTIN if m.uses_pathology]
+GENOMICS_ONLY = [m.name for m in BUILTIN if m.modality == "genomics"]
+MULTIMODAL = [m.name for m in BUILTIN if m.modality == "multimodal"]
 
 # A fast recipe for the known-answer tests: they ask "can the model learn this signal?", not
 # "does the official schedule reproduce a paper" (that is what `bench run` with defaults does).
@@ -32,7 +34,7 @@ def test_contract(name, tmp_path):
                                                                "state", "stores"}
 
 
-def _last_cindex(project, name: str, epochs: int, folds=(0, 1, 2)) -> float:
+def _last_cindex(project, name: str, epochs: int, folds=(0, 1)) -> float:
     plan = plan_run(project.settings, name, project.cohort, epochs=epochs, folds=list(folds), sets=FAST)
     execute(plan)
     return summarize(plan).protocol("last")[0]
@@ -40,16 +42,16 @@ def _last_cindex(project, name: str, epochs: int, folds=(0, 1, 2)) -> float:
 
 @pytest.mark.parametrize("name", PATHOLOGY)
 def test_learns_pathology_signal(name, toy_factory):
-    # Genomic columns are pure noise here: a C-index well above 0.5 must come from the bags.
-    project = toy_factory(n_patients=100, genomic_signal=0.0, signal=1.5, patches=16, dim=32)
-    c = _last_cindex(project, name, epochs=6)
+    # The genomic input is constant here: a C-index well above 0.5 must come from the bags.
+    project = toy_factory(n_patients=80, genomic_signal=0.0, genomic_noise=0.0, signal=1.5, patches=12, dim=16)
+    c = _last_cindex(project, name, epochs=5)
     assert c > 0.65, f"{name}: last-epoch val C-index {c:.3f} with strong pathology signal"
 
 
 @pytest.mark.parametrize("name", GENOMICS_ONLY)
 def test_learns_genomic_signal(name, toy_factory):
-    project = toy_factory(n_patients=100, genomic_signal=1.5, signal=0.0, patches=8, dim=16)
-    c = _last_cindex(project, name, epochs=6)
+    project = toy_factory(n_patients=80, genomic_signal=1.5, signal=0.0, patches=8, dim=16)
+    c = _last_cindex(project, name, epochs=5)
     assert c > 0.65, f"{name}: last-epoch val C-index {c:.3f} with strong genomic signal"
 
 
@@ -87,10 +89,10 @@ def test_multimodal_uses_both_inputs(name, toy):
 
 
 def test_all_methods_have_metadata():
-    for m in all_methods():
+    for m in BUILTIN:
         assert m.paper and m.title and m.notes, m.name
         assert m.selection in ("best-val", "last")
         if m.reported:
             assert set(m.reported) == {"BLCA", "BRCA", "GBMLGG", "LUAD", "UCEC"}
             assert all(0.5 < v[0] < 0.9 for v in m.reported.values())
-    assert np.unique([m.order for m in all_methods()]).size == len(all_methods())
+    assert np.unique([m.order for m in BUILTIN]).size == len(BUILTIN)
