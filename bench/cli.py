@@ -133,9 +133,16 @@ def run(
 @app.command()
 def methods(
     details: Annotated[bool, typer.Option("--details", help="Also show notes and parameter counts.")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the method pages as Markdown.")] = False,
 ) -> None:
     """List the registered methods."""
     from bench.registry import all_methods
+
+    if markdown:
+        from bench.inspect import method_pages
+
+        typer.echo(method_pages(_settings()))
+        return
 
     rows = []
     for m in all_methods():
