@@ -281,6 +281,34 @@ def perf(
         console.print(f"wrote {json_out}")
 
 
+@app.command()
+def reproduce(
+    grid: Annotated[list[Path] | None, typer.Option(help="Grid file(s) to run (default: grids/*.toml in order).")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    out: Annotated[Path, typer.Option(help="Folder for the regenerated tables and figures.")] = Path("docs"),
+    runs: Annotated[bool, typer.Option(help="Run the grids (--no-runs: only regenerate from the store).")] = True,
+) -> None:
+    """The main job: the README's runs (stored ones are skipped), then Tables I-IV and Figs. 6-7 from the store."""
+    from bench.cli_report import figures, tables
+    from bench.sweep import load_grid, run_spec
+
+    settings = _settings()
+    grids = grid or sorted((settings.root / "grids").glob("*.toml"))
+    if runs:
+        for g in grids:
+            console.print(f"[bold]grid {g.name}[/]")
+            spec = load_grid(g)
+            spec.workers = workers
+            tally = run_spec(settings, spec, lambda line: console.print(line, markup=False))
+            if tally.failed:
+                raise BenchError(f"{tally.failed} run(s) of {g.name} failed; see results/.sweep-failures.json")
+    out = out if out.is_absolute() else settings.root / out
+    tables(table="all", protocol="both", format_="markdown", out=out / "tables", compare_paper=True, results=None,
+           metric=None, variant="default", bootstrap=1000)
+    figures(fig="all", format_="png", out=out / "figures", method=None, protocol="best-val", ttest="uncensored",
+            variant="default", results=None)
+
+
 def _register_reporting() -> None:
     from bench import cli_methods, cli_report, cli_sweep
 

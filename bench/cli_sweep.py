@@ -38,19 +38,7 @@ def sweep(
     """Run a grid of (method, variant, cohort, fold, seed) keys, skipping those already complete."""
     from bench.cli import console, err_console
     from bench.config import load_settings, parse_sets
-    from bench.sweep import (
-        SweepSpec,
-        Tally,
-        describe_keys,
-        expand,
-        load_grid,
-        parse_ints,
-        parse_list,
-        run_keys,
-        run_local,
-        run_slurm,
-        write_failures,
-    )
+    from bench.sweep import SweepSpec, load_grid, parse_ints, parse_list, run_spec, write_failures
 
     settings = load_settings()
     if grid is not None:
@@ -67,35 +55,7 @@ def sweep(
         if v is not None:
             spec.slurm[k] = v
     spec.slurm.setdefault("cluster", submitit_cluster)
-    keys = expand(settings, spec)
-    status = describe_keys(settings, keys)
-    todo = [k for k, s in status if s != "complete"]
-    counts = {s: sum(1 for _, x in status if x == s) for s in ("complete", "running", "interrupted", "pending")}
-    console.print(f"{len(keys)} run keys: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
-    if dry_run:
-        rows = [[k.label(), s, k.command()] for k, s in status]
-        console.print(tabulate(rows, headers=["key", "status", "command"]))
-        console.print(f"{len(todo)} would run")
-        return
-    if not todo:
-        console.print("nothing to run: every key is complete")
-        return
-    tally = Tally(total=len(todo))
-
-    def on_result(r) -> None:
-        tally.add(r)
-        note = f" — {r.error}" if r.error else ""
-        console.print(f"  {r.label}: {r.status}{note} ({tally.line()})", markup=False)
-
-    if spec.executor == "debug":
-        run_keys(todo, str(settings.root), report=on_result)
-    elif spec.executor == "local":
-        run_local(todo, settings.root, spec.workers, on_result)
-    else:
-        run_slurm(todo, settings.root, spec.slurm, wait, on_result, console.print)
-        if not wait:
-            return
-    console.print(tally.line())
+    tally = run_spec(settings, spec, lambda line: console.print(line, markup=False), wait=wait, dry_run=dry_run)
     failed = write_failures(settings, tally.failures)
     if failed:
         err_console.print(f"{tally.failed} run(s) failed; errors in {failed}")

@@ -375,6 +375,41 @@ class Tally:
                 f"· remaining {self.remaining} (of {self.total})")
 
 
+def run_spec(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *, wait: bool = True,
+             dry_run: bool = False) -> Tally:
+    """Expand, check and run a grid (the body of ``bench sweep``); returns the final tally."""
+    keys = expand(settings, spec)
+    status = describe_keys(settings, keys)
+    todo = [k for k, s in status if s != "complete"]
+    counts = {s: sum(1 for _, x in status if x == s) for s in ("complete", "running", "interrupted", "pending")}
+    log(f"{len(keys)} run keys: " + ", ".join(f"{v} {k}" for k, v in counts.items() if v))
+    tally = Tally(total=len(todo))
+    if dry_run:
+        from tabulate import tabulate
+
+        log(tabulate([[k.label(), s, k.command()] for k, s in status], headers=["key", "status", "command"]))
+        log(f"{len(todo)} would run")
+        return tally
+    if not todo:
+        log("nothing to run: every key is complete")
+        return tally
+
+    def on_result(r: KeyResult) -> None:
+        tally.add(r)
+        note = f" — {r.error}" if r.error else ""
+        log(f"  {r.label}: {r.status}{note} ({tally.line()})")
+
+    if spec.executor == "debug":
+        run_keys(todo, str(settings.root), report=on_result)
+    elif spec.executor == "local":
+        run_local(todo, settings.root, spec.workers, on_result)
+    else:
+        run_slurm(todo, settings.root, spec.slurm, wait, on_result, log)
+    if wait or spec.executor != "slurm":
+        log(tally.line())
+    return tally
+
+
 def describe_keys(settings: Settings, keys: Iterable[SweepKey]) -> list[tuple[SweepKey, str]]:
     return [(k, key_status(settings, k)) for k in keys]
 
