@@ -283,7 +283,7 @@ def perf(
 
 @app.command()
 def reproduce(
-    grid: Annotated[list[Path] | None, typer.Option(help="Grid file(s) to run (default: grids/*.toml in order).")] = None,
+    grid: Annotated[list[Path] | None, typer.Option(help="Grid file(s) (default: grids/*.toml, in order).")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
     out: Annotated[Path, typer.Option(help="Folder for the regenerated tables and figures.")] = Path("docs"),
     runs: Annotated[bool, typer.Option(help="Run the grids (--no-runs: only regenerate from the store).")] = True,
