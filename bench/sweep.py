@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import queue
 import time
 import tomllib
 import traceback
@@ -249,9 +250,14 @@ def _record(results: list[KeyResult], report: Callable[[KeyResult], None] | None
         report(r)
 
 
-def _worker_init(threads: int, devices: list[int] | None, counter: Any) -> None:
+_PROGRESS: Any = None  # a worker's queue for per-key results
+
+
+def _worker_init(threads: int, devices: list[int] | None, counter: Any, progress: Any = None) -> None:
     import torch
 
+    global _PROGRESS
+    _PROGRESS = progress
     torch.set_num_threads(threads)
     if devices:
         with counter.get_lock():
@@ -260,9 +266,13 @@ def _worker_init(threads: int, devices: list[int] | None, counter: Any) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(devices[slot % len(devices)])
 
 
-def _worker_run(args: tuple[list[SweepKey], str]) -> list[dict[str, Any]]:
+def _worker_run(args: tuple[list[SweepKey], str]) -> int:
     keys, root = args
-    return [asdict(r) for r in run_keys(keys, root)]
+
+    def report(r: KeyResult) -> None:
+        _PROGRESS.put(asdict(r))
+
+    return len(run_keys(keys, root, report=report))
 
 
 def chunk_by_cohort(keys: Sequence[SweepKey], n_chunks: int) -> list[list[SweepKey]]:
@@ -287,10 +297,18 @@ def run_local(keys: Sequence[SweepKey], root: Path, workers: int, on_result: Cal
     chunks = chunk_by_cohort(keys, total)
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
-    with ctx.Pool(total, initializer=_worker_init, initargs=(threads, devices or None, counter)) as pool:
-        for out in pool.imap_unordered(_worker_run, [(c, str(root)) for c in chunks]):
-            for r in out:
-                on_result(KeyResult(**r))
+    progress = ctx.Queue()
+    with ctx.Pool(total, initializer=_worker_init, initargs=(threads, devices or None, counter, progress)) as pool:
+        pending = pool.map_async(_worker_run, [(c, str(root)) for c in chunks])
+        while True:  # report every key as it finishes, not per chunk
+            try:
+                on_result(KeyResult(**progress.get(timeout=0.5)))
+            except queue.Empty:
+                if pending.ready():
+                    break
+        while not progress.empty():
+            on_result(KeyResult(**progress.get()))
+        pending.get()  # re-raise a worker crash
 
 
 class SlurmChunk:
