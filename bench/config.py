@@ -290,13 +290,15 @@ def default_run_config(settings: Settings, method: Any, cohort: str) -> dict[str
     train.update(method.train)
     model = dict(method.hparams)
     cohort_defaults = method.cohort_defaults.get(cohort, {})
+    data = dict(settings["data"])
+    data.update(method.data)
     for k, v in cohort_defaults.items():
         if k in model:
             model[k] = v
         elif k in train:
             train[k] = v
-    data = dict(settings["data"])
-    data.update(method.data)
+        elif k in data:
+            data[k] = v
     return {
         "method": method.name,
         "model": model,

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from bench.config import TRAIN_KEYS, Key, coerce
+from bench.config import DATA_KEYS, TRAIN_KEYS, Key, coerce
 from bench.errors import BenchError
 
 MODALITIES = ("genomics", "pathology", "multimodal")
@@ -231,10 +231,15 @@ def _validate_info(info: MethodInfo, cls: type) -> None:
     for k in info.hparams:
         if not takes_kwargs and k not in params:
             raise BenchError(f"{where}: hyper-parameter '{k}' is not an argument of {cls.__name__}.__init__")
+    known = {**info.hparams, **TRAIN_KEYS, **DATA_KEYS}
     for name, overrides in info.variants.items():
         for k in overrides:
-            if k.split(".")[-1] not in {**info.hparams, **TRAIN_KEYS}:
+            if k.split(".")[-1] not in known:
                 raise BenchError(f"{where}: variant '{name}' sets unknown key '{k}'")
+    for cohort, overrides in info.cohort_defaults.items():
+        for k in overrides:
+            if k not in known:
+                raise BenchError(f"{where}: cohort default for {cohort} sets unknown key '{k}'")
 
 
 @functools.cache

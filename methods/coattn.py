@@ -7,7 +7,7 @@
 * :class:`SignatureNets` — one stack of SNN blocks per signature group -> one token per group.
 * :class:`TokenBranch` — MCAT's per-modality branch: post-norm Transformer encoder over a few
   tokens, gated-attention pooling, ``rho`` projection.
-* :class:`ConcatFusion` / :class:`BilinearFusion` (:func:`make_fusion`) — the two fusion options.
+* :class:`ConcatFusion` and :func:`make_fusion` (``concat`` or fusion.GatedBilinearFusion) — the two fusion options.
 * :class:`TwoBranchHead` — MCAT/MOTCat after the co-attention: both branches, fusion, classifier.
 * :class:`TokenEncoder` — CMTA's genomic encoder/decoder: class token + tokens through two
   Nyström TransLayers and a LayerNorm, returning every token.
@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.layers import GatedAttention, TokenTransformer, init_snn_weights, masked_softmax, snn_block
+from methods.fusion import GatedBilinearFusion
+from methods.layers import GatedAttention, TokenTransformer, masked_softmax, snn_block
 
 # ----------------------------------------------------------------------------------------------
 # Attention between two token sets
@@ -129,40 +130,6 @@ class ConcatFusion(nn.Module):
         return self.mm(torch.cat([a, b], dim=-1))
 
 
-class BilinearFusion(nn.Module):
-    """Gated Kronecker fusion (Porpoise / MCAT ``fusion=bilinear``, spec §12.3).
-
-    Per modality m: ``h_m = ReLU(W_h v_m)``, gate ``z_m = W_z [v_1; v_2]``,
-    ``o_m = Dropout(ReLU(W_o (sigmoid(z_m) * h_m)))`` (width ``dim // scale``); append a constant 1
-    to each, outer product, Dropout, ``Linear -> ReLU -> Dropout`` to 256 and to ``out_dim``.
-    Linear layers get the N(0, 1/fan_in) init of the published module.
-    """
-
-    def __init__(self, dim1: int = 256, dim2: int = 256, scale1: int = 8, scale2: int = 8, out_dim: int = 256,
-                 dropout: float = 0.25) -> None:
-        super().__init__()
-        s1, s2 = dim1 // scale1, dim2 // scale2
-        self.h1 = nn.Sequential(nn.Linear(dim1, s1), nn.ReLU())
-        self.z1 = nn.Linear(dim1 + dim2, s1)
-        self.o1 = nn.Sequential(nn.Linear(s1, s1), nn.ReLU(), nn.Dropout(dropout))
-        self.h2 = nn.Sequential(nn.Linear(dim2, s2), nn.ReLU())
-        self.z2 = nn.Linear(dim1 + dim2, s2)
-        self.o2 = nn.Sequential(nn.Linear(s2, s2), nn.ReLU(), nn.Dropout(dropout))
-        self.post_dropout = nn.Dropout(dropout)
-        self.encoder1 = nn.Sequential(nn.Linear((s1 + 1) * (s2 + 1), 256), nn.ReLU(), nn.Dropout(dropout))
-        self.encoder2 = nn.Sequential(nn.Linear(256, out_dim), nn.ReLU(), nn.Dropout(dropout))
-        init_snn_weights(self)
-
-    def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> torch.Tensor:
-        both = torch.cat([v1, v2], dim=-1)
-        o1 = self.o1(torch.sigmoid(self.z1(both)) * self.h1(v1))
-        o2 = self.o2(torch.sigmoid(self.z2(both)) * self.h2(v2))
-        one = torch.ones(*o1.shape[:-1], 1, dtype=o1.dtype, device=o1.device)
-        o1, o2 = torch.cat([o1, one], dim=-1), torch.cat([o2, one], dim=-1)
-        kron = (o1.unsqueeze(-1) * o2.unsqueeze(-2)).flatten(start_dim=-2)
-        return self.encoder2(self.encoder1(self.post_dropout(kron)))
-
-
 FUSIONS = ("concat", "bilinear")
 
 
@@ -171,7 +138,7 @@ def make_fusion(kind: str, dim: int = 256, dropout: float = 0.25) -> nn.Module:
     if kind == "concat":
         return ConcatFusion(dim)
     if kind == "bilinear":
-        return BilinearFusion(dim, dim, 8, 8, dim, dropout)
+        return GatedBilinearFusion(dim, dim, 8, 8, dim, dropout=dropout)
     raise ValueError(f"unknown fusion '{kind}'; choose one of {', '.join(FUSIONS)}")
 
 
@@ -301,7 +268,6 @@ def random_chunks(n: int, size: int, generator: torch.Generator | None = None,
 __all__ = [
     "FUSIONS",
     "OT_REG_TYPES",
-    "BilinearFusion",
     "CoAttention",
     "ConcatFusion",
     "OTCoAttention",

@@ -26,7 +26,7 @@ from torch import nn
 
 from bench.batches import Batch
 from bench.registry import ModelOutput
-from methods.layers import GatedAttention, masked_softmax
+from methods.layers import GatedAttention, init_snn_weights, masked_softmax
 
 
 def split_batch(batch: Batch) -> list[Batch]:
@@ -78,7 +78,8 @@ class GatedBilinearFusion(nn.Module):
     Per modality ``m``: ``h_m = ReLU(W_h v_m)`` (d_m -> d_m/scale), gate ``z_m = W_z [v_1; v_2]``,
     ``o_m = Dropout(ReLU(W_o (sigmoid(z_m) * h_m)))``; append 1 to each ``o_m``; outer product
     (``(d1/scale + 1) x (d2/scale + 1)``, 33 x 33 for 256-d inputs and scale 8) -> Dropout ->
-    ``Linear -> ReLU -> Dropout`` (-> 256) -> ``Linear -> ReLU -> Dropout`` (-> ``out``).
+    ``Linear -> ReLU -> Dropout`` (-> 256) -> ``Linear -> ReLU -> Dropout`` (-> ``out``). Used by
+    Porpoise and by MCAT/MOTCat/CMTA with ``fusion=bilinear``.
     """
 
     def __init__(self, dim1: int = 256, dim2: int = 256, scale1: int = 8, scale2: int = 8, out: int = 256,
@@ -95,6 +96,7 @@ class GatedBilinearFusion(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.encoder1 = nn.Sequential(nn.Linear((s1 + 1) * (s2 + 1), hidden), nn.ReLU(), nn.Dropout(dropout))
         self.encoder2 = nn.Sequential(nn.Linear(hidden, out), nn.ReLU(), nn.Dropout(dropout))
+        init_snn_weights(self)  # the published module's N(0, 1/fan_in) init
 
     def gated(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two gated, reduced modality vectors ``o_1``, ``o_2`` (before appending 1)."""

@@ -18,13 +18,13 @@ from bench.losses import nll_loss, risk_from_survival, survival_from_hazards
 from bench.registry import InputDims, get_method
 from methods.cmta import alignment_loss
 from methods.coattn import (
-    BilinearFusion,
     CoAttention,
     OTCoAttention,
     random_chunks,
     survival_mixture_logits,
     unbalanced_sinkhorn,
 )
+from methods.fusion import GatedBilinearFusion
 
 ROOT = Path(__file__).resolve().parents[1]
 UCEC_GROUPS = (3, 24, 21, 22, 65, 15)
@@ -177,7 +177,7 @@ def test_mcat_queries_are_genomic_tokens():
 
 
 def test_bilinear_fusion_shapes_and_option():
-    fusion = BilinearFusion(256, 256, 8, 8, 256)
+    fusion = GatedBilinearFusion(256, 256, 8, 8, 256)
     assert sum(p.numel() for p in fusion.parameters()) == 396224  # 2 x (8224 + 16416 + 1056) + 279040 + 65792
     assert fusion(torch.randn(3, 256), torch.randn(3, 256)).shape == (3, 256)
     model = _build("mcat", _dims(), fusion="bilinear").eval()

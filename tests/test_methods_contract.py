@@ -22,7 +22,7 @@ MULTIMODAL = [m.name for m in BUILTIN if m.modality == "multimodal"]
 
 # A fast recipe for the known-answer tests: they ask "can the model learn this signal?", not
 # "does the official schedule reproduce a paper" (that is what `bench run` with defaults does).
-FAST = {"optimizer": "adam", "lr": 5e-4, "momentum": 0.0, "grad_accum": 1, "sampler": "uniform", "l1": 0.0}
+FAST = {"optimizer": "adam", "lr": 2e-4, "momentum": 0.0, "grad_accum": 1, "sampler": "uniform", "l1": 0.0}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -42,8 +42,9 @@ def _last_cindex(project, name: str, epochs: int, folds=(0, 1)) -> float:
 
 @pytest.mark.parametrize("name", PATHOLOGY)
 def test_learns_pathology_signal(name, toy_factory):
-    # The genomic input is constant here: a C-index well above 0.5 must come from the bags.
-    project = toy_factory(n_patients=80, genomic_signal=0.0, genomic_noise=0.0, signal=1.5, patches=12, dim=16)
+    # The genomic input is constant here: a C-index well above 0.5 must come from the bags. 120 patients:
+    # with fewer, the Transformer-based models (DualTrans) memorise the training fold within a few epochs.
+    project = toy_factory(n_patients=120, genomic_signal=0.0, genomic_noise=0.0, signal=1.5, patches=12, dim=16)
     c = _last_cindex(project, name, epochs=5)
     assert c > 0.65, f"{name}: last-epoch val C-index {c:.3f} with strong pathology signal"
 

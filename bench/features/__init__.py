@@ -38,14 +38,18 @@ def real_stores(settings: Settings, cohort: str) -> list[Path]:
     return [p for p in list_stores(settings, cohort) if not p.name.startswith("synthetic-")]
 
 
-def default_synthetic_path(settings: Settings, cohort: str) -> Path:
+def default_synthetic_path(settings: Settings, cohort: str, build: str = "mutsig") -> Path:
+    """The default synthetic store; builds other than mutsig list other slides, so they get their own."""
     s = settings["synthetic"]
-    return cohort_store_dir(settings, cohort) / synthetic_store_name(s["patches"], s["signal"], s["seed"], s["dim"])
+    name = synthetic_store_name(s["patches"], s["signal"], s["seed"], s["dim"])
+    if build != "mutsig":
+        name = name.replace(".h5", f"-{build}.h5")
+    return cohort_store_dir(settings, cohort) / name
 
 
 def ensure_default_synthetic(settings: Settings, cohort: Cohort) -> tuple[StoreInfo, bool]:
     """The default synthetic store of ``cohort`` (bench.toml [synthetic]); created once, then cached."""
-    path = default_synthetic_path(settings, cohort.name)
+    path = default_synthetic_path(settings, cohort.name, cohort.build)
     if path.is_file():
         return read_info(path), False
     s = settings["synthetic"]
