@@ -13,6 +13,7 @@ import dataclasses
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 import tomllib
 import traceback
@@ -253,10 +254,21 @@ def _record(results: list[KeyResult], report: Callable[[KeyResult], None] | None
 _PROGRESS: Any = None  # a worker's queue for per-key results
 
 
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the sweep process dies (no orphan keeps training)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the sweep's SIGTERM handler still terminates the pool
+
+
 def _worker_init(threads: int, devices: list[int] | None, counter: Any, progress: Any = None) -> None:
     import torch
 
     global _PROGRESS
+    _die_with_parent()
     _PROGRESS = progress
     torch.set_num_threads(threads)
     if devices:
@@ -298,6 +310,11 @@ def run_local(keys: Sequence[SweepKey], root: Path, workers: int, on_result: Cal
     ctx = mp.get_context("spawn")
     counter = ctx.Value("i", 0)
     progress = ctx.Queue()
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)  # leaves the `with` below, which terminates the workers
+
+    previous = signal.signal(signal.SIGTERM, stop)
     with ctx.Pool(total, initializer=_worker_init, initargs=(threads, devices or None, counter, progress)) as pool:
         pending = pool.map_async(_worker_run, [(c, str(root)) for c in chunks])
         while True:  # report every key as it finishes, not per chunk
@@ -309,6 +326,7 @@ def run_local(keys: Sequence[SweepKey], root: Path, workers: int, on_result: Cal
         while not progress.empty():
             on_result(KeyResult(**progress.get()))
         pending.get()  # re-raise a worker crash
+    signal.signal(signal.SIGTERM, previous)
 
 
 class SlurmChunk:

@@ -181,3 +181,21 @@ def test_run_keys_reports_failures_and_continues(toy, monkeypatch):
     results = run_keys(keys, str(toy.root))
     assert [(r.label.split("/")[-1], r.status) for r in results] == [("fold0", "failed"), ("fold1", "trained")]
     assert "GPU fell off the bus" in next(r.error for r in results if r.status == "failed")
+
+
+def test_terminating_a_sweep_leaves_no_worker_behind(tmp_path):
+    project = make_toy_project(tmp_path / "p", n_patients=200, patches=48, dim=32)
+    proc = subprocess.Popen(_sweep_cmd(project.root, "--workers", "2"), cwd=project.root, env=_env(project.root),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list((project.root / "results").rglob("checkpoint.pt")):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert workers
+    proc.terminate()
+    proc.wait(timeout=60)
+    time.sleep(1.0)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and "zombie" not in Path(f"/proc/{w}/status").read_text().lower()]
+    assert not alive, f"workers {alive} outlived the sweep"
