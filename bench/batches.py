@@ -71,16 +71,24 @@ class Batch:
 
 
 class ResidentBags:
-    """A cohort's whole feature store, loaded once, on ``device``; bags are row ranges by patient."""
+    """A cohort's whole feature store, loaded once; bags are row ranges by patient.
+
+    ``placement``: ``device`` keeps the store on the compute device (fp16 on a GPU); ``host`` keeps
+    it in pinned host memory and copies one bag per iteration (for a cohort larger than the GPU's
+    memory); ``auto`` picks ``device`` unless the store would take more than 70% of the free GPU
+    memory.
+    """
 
     def __init__(self, info: StoreInfo, cohort: Cohort, device: torch.device | str = "cpu",
-                 features: torch.Tensor | None = None) -> None:
+                 features: torch.Tensor | None = None, placement: str = "auto") -> None:
         self.info = info
         self.device = torch.device(device)
+        self.placement = resolve_placement(placement, info.nbytes, self.device)
         if features is None:
-            host = torch.from_numpy(read_features(info))
+            pin = self.placement == "host" and self.device.type == "cuda"
+            host = torch.from_numpy(read_features(info, pin_memory=pin))
             _check_finite(host, info, cohort)
-            features = host.to(self.device)
+            features = host.to(self.device) if self.placement == "device" else host
         self.features = features
         index = info.slide_index()
         dropped = set(info.dropped_patients)
@@ -108,13 +116,31 @@ class ResidentBags:
         return int(self.features.shape[1])
 
     def bag(self, i: int) -> torch.Tensor:
-        """Patient ``i``'s bag ``[n, D]`` in the stored dtype (a view when its slides are contiguous)."""
+        """Patient ``i``'s bag ``[n, D]`` on the compute device, in the stored dtype.
+
+        A view of the resident store when its slides are contiguous (no copy); with ``host``
+        placement, one asynchronous host-to-device copy of the bag.
+        """
         if i in self._gather:
-            return self.features.index_select(0, self._gather[i])
-        s = int(self.starts[i])
-        if s < 0:
-            raise BenchError(f"patient index {i} has no features in {self.info.path} (dropped at import)")
-        return self.features[s:s + int(self.lengths[i])]
+            rows = self.features.index_select(0, self._gather[i].to(self.features.device))
+        else:
+            s = int(self.starts[i])
+            if s < 0:
+                raise BenchError(f"patient index {i} has no features in {self.info.path} (dropped at import)")
+            rows = self.features[s:s + int(self.lengths[i])]
+        return rows if rows.device == self.device else rows.to(self.device, non_blocking=True)
+
+
+def resolve_placement(placement: str, nbytes: int, device: torch.device) -> str:
+    """``device`` or ``host`` for a store of ``nbytes`` on ``device`` (see :class:`ResidentBags`)."""
+    if placement not in ("auto", "device", "host"):
+        raise BenchError(f"bad placement '{placement}': auto, device or host")
+    if placement != "auto":
+        return placement
+    if device.type != "cuda":
+        return "device"
+    free, _ = torch.cuda.mem_get_info(device)
+    return "device" if nbytes <= 0.7 * free else "host"
 
 
 def _check_finite(features: torch.Tensor, info: StoreInfo, cohort: Cohort, chunk: int = 1 << 18) -> None:

@@ -81,6 +81,7 @@ RUN_KEYS: dict[str, Key] = {
     "seed": Key(int, 0, check=_nonneg, help="must be >= 0"),
     "device": Key(str, "auto", choices=("auto", "cpu", "cuda")),
     "features": Key(str, "auto", help="'auto', 'synthetic', a store name or a path to an .h5 store"),
+    "placement": Key(str, "auto", choices=("auto", "device", "host")),
 }
 
 SYNTHETIC_KEYS: dict[str, Key] = {

@@ -97,6 +97,7 @@ def build_manifest(
     epochs: list[Any],
     seconds: float,
     resumed_from: int = 0,
+    placement: str | None = None,
 ) -> dict[str, Any]:
     """The manifest of one finished run (see module docstring)."""
     identity = data_identity(cohort, fold.k, store)
@@ -119,7 +120,8 @@ def build_manifest(
             "bin_edges": np.asarray(fold.edges).round(6).tolist(),
             "pathology": store.describe() if store is not None else None,
         },
-        "environment": {**versions(), "git": git_state(str(root)), "machine": machine(device)},
+        "environment": {**versions(), "git": git_state(str(root)),
+                        "machine": {**machine(device), "feature_placement": placement}},
         "timing": {"wall_seconds": round(seconds, 3),
                    "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                    "resumed_from_epoch": resumed_from},

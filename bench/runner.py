@@ -198,7 +198,7 @@ def execute(
         return outcomes
     if plan.info.uses_pathology and bags is None:
         assert plan.store is not None
-        bags = ResidentBags(plan.store.info, plan.cohort, plan.device)
+        bags = ResidentBags(plan.store.info, plan.cohort, plan.device, placement=plan.settings["run"]["placement"])
     for fold in todo:
         with RunLock(plan.dir(fold)) as lock:
             if not lock.acquire():
@@ -239,6 +239,7 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
         key=plan.key(fold), method=plan.info, config=cfg, overrides=plan.overrides, cohort=plan.cohort, fold=fold_obj,
         store=plan.store.info if plan.store else None, excluded=tensors.excluded, n_train=len(tensors.train),
         n_val=len(tensors.val), device=plan.device, root=plan.settings.root, epochs=result.epochs,
+        placement=bags.placement if bags is not None else None,
         seconds=result.seconds, resumed_from=result.resumed_from,
     )
     write_run(d, result.predictions, manifest)

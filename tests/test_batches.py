@@ -55,3 +55,15 @@ def test_samplers():
     classes = 2 * bins[draws] + cens[draws].astype(int)
     freq = np.bincount(classes, minlength=8)[[0, 1, 2, 4, 6]] / len(draws)
     np.testing.assert_allclose(freq, 0.2, atol=0.02)  # each present class drawn equally often
+
+
+def test_host_placement_gives_the_same_bags(toy):
+    from bench.batches import resolve_placement
+
+    co = load_cohort(toy.settings, "toy")
+    store = choose_store(toy.settings, co).info
+    on_device = ResidentBags(store, co, placement="device")
+    on_host = ResidentBags(store, co, placement="host")
+    assert on_host.placement == "host" and resolve_placement("auto", 10**12, torch.device("cpu")) == "device"
+    for i in range(co.n_patients):
+        torch.testing.assert_close(on_device.bag(i), on_host.bag(i))

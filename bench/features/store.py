@@ -225,12 +225,21 @@ def read_info(path: Path) -> StoreInfo:
     )
 
 
-def read_features(info: StoreInfo) -> np.ndarray:
-    """All features of the store in one read, as stored (``[total, dim]``, fp16 by default)."""
+def read_features(info: StoreInfo, pin_memory: bool = False) -> np.ndarray:
+    """All features of the store in one read, as stored (``[total, dim]``, fp16 by default).
+
+    With ``pin_memory`` the array lives in page-locked memory (for fast asynchronous copies to a GPU),
+    read directly into it, so the host holds one copy of the store.
+    """
     try:
         with h5py.File(info.path, "r") as f:
             ds = f["features"]
-            out = np.empty(ds.shape, dtype=ds.dtype)
+            if pin_memory:
+                import torch
+
+                out = torch.empty(ds.shape, dtype=getattr(torch, ds.dtype.name), pin_memory=True).numpy()
+            else:
+                out = np.empty(ds.shape, dtype=ds.dtype)
             if out.size:
                 ds.read_direct(out)
             return out
