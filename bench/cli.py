@@ -59,6 +59,7 @@ def run(
     features: Annotated[str | None, typer.Option(help="Feature store: auto, synthetic, a name or an .h5 path.")] = None,
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain folds that are already stored.")] = False,
+    workers: Annotated[int, typer.Option(help="Train this many folds at once (processes sharing the features).")] = 1,
 ) -> None:
     """Train and evaluate one method on one cohort over the fixed 5-fold splits."""
     from bench.config import parse_sets
@@ -112,7 +113,9 @@ def run(
             else:
                 console.print(f"  fold {out.fold}: {out.status} in {out.seconds:.1f}s -> {out.path}")
 
-        execute(plan, force=force, progress=progress_for, on_fold=on_fold)
+        if workers < 1:
+            raise BenchError(f"--workers must be >= 1, got {workers}")
+        execute(plan, force=force, progress=progress_for, on_fold=on_fold, workers=workers)
 
     summary = summarize(plan)
     rows = [[f.fold, f"{f.best_cindex:.4f}", f.best_epoch, f"{f.last_cindex:.4f}", f.last_epoch] for f in summary.folds]

@@ -173,8 +173,13 @@ def execute(
     on_fold: Callable[[FoldOutcome], None] | None = None,
     bags: ResidentBags | None = None,
     stop_after_epoch: int | None = None,
+    workers: int = 1,
 ) -> list[FoldOutcome]:
-    """Train and store every fold of ``plan`` that is not already complete."""
+    """Train and store every fold of ``plan`` that is not already complete.
+
+    ``workers > 1`` trains that many folds at once in worker processes that share one copy of the
+    resident features (shared memory); each worker uses ``cpu_count // workers`` torch threads.
+    """
     _determinism(plan.device)
     outcomes: list[FoldOutcome] = []
     todo = []
@@ -199,20 +204,61 @@ def execute(
     if plan.info.uses_pathology and bags is None:
         assert plan.store is not None
         bags = ResidentBags(plan.store.info, plan.cohort, plan.device, placement=plan.settings["run"]["placement"])
+    if workers > 1 and len(todo) > 1:
+        for out in _parallel_folds(plan, todo, bags, force, stop_after_epoch, workers):
+            outcomes.append(out)
+            if on_fold:
+                on_fold(out)
+        return outcomes
     for fold in todo:
-        with RunLock(plan.dir(fold)) as lock:
-            if not lock.acquire():
-                out = FoldOutcome(fold, "busy", plan.dir(fold))
-            elif not force and fold_state(plan, fold) == "complete":  # finished by another process meanwhile
-                out = FoldOutcome(fold, "skipped", plan.dir(fold))
-            else:
-                remove_partial_files(plan.dir(fold))
-                out = run_one_fold(plan, fold, bags, force=force, progress=progress(fold) if progress else None,
-                                   stop_after_epoch=stop_after_epoch)
+        out = locked_fold(plan, fold, bags, force=force, progress=progress(fold) if progress else None,
+                          stop_after_epoch=stop_after_epoch)
         outcomes.append(out)
         if on_fold:
             on_fold(out)
     return outcomes
+
+
+def locked_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: bool = False,
+                progress: Progress | None = None, stop_after_epoch: int | None = None) -> FoldOutcome:
+    """Train one fold while holding its run lock (``busy`` if another process holds it)."""
+    with RunLock(plan.dir(fold)) as lock:
+        if not lock.acquire():
+            return FoldOutcome(fold, "busy", plan.dir(fold))
+        if not force and fold_state(plan, fold) == "complete":  # finished by another process meanwhile
+            return FoldOutcome(fold, "skipped", plan.dir(fold))
+        remove_partial_files(plan.dir(fold))
+        return run_one_fold(plan, fold, bags, force=force, progress=progress, stop_after_epoch=stop_after_epoch)
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def _fold_worker_init(bags: ResidentBags | None, threads: int) -> None:
+    from bench.sweep import _die_with_parent
+
+    _die_with_parent()
+    torch.set_num_threads(threads)
+    _SHARED["bags"] = bags
+
+
+def _fold_worker(args: tuple[RunPlan, int, bool, int | None]) -> FoldOutcome:
+    plan, fold, force, stop_after_epoch = args
+    return locked_fold(plan, fold, _SHARED["bags"], force=force, stop_after_epoch=stop_after_epoch)
+
+
+def _parallel_folds(plan: RunPlan, folds: list[int], bags: ResidentBags | None, force: bool,
+                    stop_after_epoch: int | None, workers: int):
+    """Folds in ``workers`` processes; the resident features are moved to shared memory once, not copied."""
+    import torch.multiprocessing as tmp
+
+    if bags is not None and bags.features.device.type == "cpu":
+        bags.features.share_memory_()
+    n = min(workers, len(folds))
+    threads = max(1, (os.cpu_count() or 1) // n)
+    ctx = tmp.get_context("spawn")
+    with ctx.Pool(n, initializer=_fold_worker_init, initargs=(bags, threads)) as pool:
+        yield from pool.imap_unordered(_fold_worker, [(plan, f, force, stop_after_epoch) for f in folds])
 
 
 def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: bool = False,

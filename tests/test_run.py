@@ -105,3 +105,15 @@ def test_resume_from_checkpoint_gives_same_predictions(toy, tmp_path):
     assert [o.status for o in execute(run)] == ["resumed"]
     pd.testing.assert_frame_equal(pd.read_csv(ref.dir(0) / "predictions.csv"),
                                   pd.read_csv(run.dir(0) / "predictions.csv"))
+
+
+def test_parallel_folds_match_sequential(toy, tmp_path, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # one torch thread per worker, as in this process
+    par = _plan(toy, folds=[0, 1, 2], results=tmp_path / "par")
+    outs = execute(par, workers=2)
+    assert sorted(o.fold for o in outs) == [0, 1, 2] and {o.status for o in outs} == {"trained"}
+    seq = _plan(toy, folds=[0, 1, 2], results=tmp_path / "seq")
+    execute(seq)
+    for fold in (0, 1, 2):
+        pd.testing.assert_frame_equal(pd.read_csv(par.dir(fold) / "predictions.csv"),
+                                      pd.read_csv(seq.dir(fold) / "predictions.csv"))
