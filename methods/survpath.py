@@ -19,11 +19,7 @@ from methods.layers import masked_mean, snn_block
 #: Column suffixes a pathway gene may contribute, per ``modalities`` setting.
 SUFFIXES = {"rnaseq": ("_rnaseq",), "all": ("_mut", "_cnv", "_rnaseq")}
 
-_HARNESS = (
-    "survbench's InputDims does not carry the genomic column names yet (harness change needed: "
-    "InputDims.omic_columns = Cohort.genomic_columns and InputDims.group_columns = the six Cohort.groups index "
-    "arrays, filled in bench/runner.py, bench/contract.py and bench/inspect.py)"
-)
+_NO_COLUMNS = "the model was built without the cohort's column names (InputDims.omic_columns is empty)"
 
 
 @dataclass(frozen=True)
@@ -98,10 +94,9 @@ def signature_tokens(dims: InputDims, modalities: str) -> list[Token]:
             raise BenchError(f"SurvPath cannot build signature tokens for cohort {dims.cohort}: group(s) "
                              f"{', '.join(empty)} have no genomic column; use a table build that has them")
         return tokens
-    columns, groups = getattr(dims, "omic_columns", None), getattr(dims, "group_columns", None)
+    columns, groups = dims.omic_columns, dims.group_columns
     if not columns or not groups:
-        raise BenchError(f"SurvPath with modalities=rnaseq needs the genomic column names, but {_HARNESS}. "
-                         "Use --set modalities=all until then.")
+        raise BenchError(f"SurvPath with modalities=rnaseq needs the genomic column names, but {_NO_COLUMNS}")
     sets = {name: sorted({columns[i].rsplit("_", 1)[0] for i in idx}) for name, idx in zip(GROUP_NAMES, groups,
                                                                                          strict=True)}
     tokens = pathway_tokens(columns, sets, modalities, 1, dims.cohort)
@@ -200,9 +195,9 @@ class SurvPath(SurvivalModel):
         else:
             if not gmt:
                 raise BenchError("SurvPath with tokens=gmt needs a pathway file: --set tokens=gmt,gmt=PATH.gmt")
-            columns = getattr(dims, "omic_columns", None)
+            columns = dims.omic_columns
             if not columns:
-                raise BenchError(f"SurvPath with tokens=gmt needs the genomic column names, but {_HARNESS}.")
+                raise BenchError(f"SurvPath with tokens=gmt needs the genomic column names, but {_NO_COLUMNS}")
             self.tokens = pathway_tokens(columns, read_gmt(gmt), modalities, min_columns, dims.cohort)
         sizes = list(dims.group_sizes) if self.from_groups else [len(t.columns) for t in self.tokens]
         for i, t in enumerate(self.tokens):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,12 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS = (3, 2, 2, 2, 4, 2)
 
 
-@dataclass(frozen=True)
-class DimsWithColumns(InputDims):
-    """InputDims plus the genomic column names (the harness change SurvPath's pathway options need)."""
-
-    omic_columns: tuple[str, ...] = ()
-    group_columns: tuple[tuple[int, ...], ...] = ()
+DimsWithColumns = InputDims  # InputDims carries omic_columns / group_columns
 
 
 def dims(path_dim: int = 8, omic_dim: int = 15, n_bins: int = 4) -> InputDims:
