@@ -90,12 +90,16 @@ def build_profile(root: Path, profile: str) -> Any:
     return make_toy_project(root, n_patients=n, patches=patches, dim=dim, signal=1.0)
 
 
-def write_slide_files(info: Any, folder: Path) -> None:
-    """Per-slide ``.pt`` files, as CLAM writes them, for the naive data path (written once)."""
+def write_slide_files(info: Any, folder: Path, slide_ids: list[str]) -> None:
+    """Per-slide float32 ``.pt`` files, as CLAM writes them, for the naive data path (written once).
+
+    Only the slides of the patients the benchmark times are written (the realistic profile's full
+    cohort would take ~27 GB as float32 files).
+    """
     from bench.features.store import read_slide
 
     folder.mkdir(parents=True, exist_ok=True)
-    for sid in info.slide_ids:
+    for sid in slide_ids:
         f = folder / f"{sid}.pt"
         if not f.exists():
             torch.save(torch.from_numpy(np.asarray(read_slide(info, sid), dtype=np.float32)), f)
@@ -270,7 +274,9 @@ def run_perf(settings: Any, methods: list[str], profile: str, device: str, naive
     load_s = time.perf_counter() - t0
     rss_after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if naive:
-        write_slide_files(store, root / "pt_files")
+        split = cohort.split(0)
+        timed = np.concatenate([split.train[: n_iters + 2], split.val[:n_iters]])
+        write_slide_files(store, root / "pt_files", [s for i in timed for s in cohort.slides[int(i)]])
     out: list[MethodPerf] = []
     for name in methods:
         plan = plan_run(project.settings, name, "toy", device=str(dev.type), load_store=False)
