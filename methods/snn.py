@@ -23,12 +23,15 @@ from methods.layers import init_snn_weights, snn_block
            "sampler": "balanced", "l1": 1e-4},
     hparams={"hidden": 256, "blocks": 4, "dropout": 0.25, "activation": "elu"},
     hparam_choices={"activation": ("elu", "selu")},
+    variants={"ccl-protocol": {"activation": "selu", "dropout": 0.15, "optimizer": "sgd", "lr": 1e-3,
+                               "momentum": 0.0, "epochs": 30, "grad_accum": 1, "sampler": "uniform", "l1": 0.0}},
     genomics="all",
     notes=(
         "MCAT's 'small' SNN: 4 blocks Linear->ELU->AlphaDropout(0.25) of width 256 over every standardised genomic "
         "column, N(0, 1/fan_in) init, Linear(256->4). Official MCAT run: Adam 2e-4, wd 1e-5, L1 1e-4 on all "
         "weights, batch 1 with 32-step gradient accumulation, 20 epochs, class-balanced sampler, last-epoch score. "
-        "CCL's own SNN configuration is not released; --set activation=selu,dropout=0.15 gives CCL's SNN block."
+        "CCL's own SNN configuration is not released; variant ccl-protocol uses CCL's SNN block (SELU, "
+        "AlphaDropout 0.15) and CCL's training protocol (SGD 1e-3, momentum 0, 30 epochs, batch 1, uniform shuffle)."
     ),
     order=10,
 ))
