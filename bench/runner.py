@@ -130,7 +130,7 @@ def plan_run(
         info=info,
         config=config,
         overrides=overrides,
-        variant=variant_name(overrides),
+        variant=_named_variant(settings, info, name, overrides) or variant_name(overrides),
         chash=config_hash(config),
         cohort=co,
         folds=fold_list,
@@ -145,6 +145,14 @@ def plan_run(
 
 
 RUN_SPEC = "run.json"
+
+
+def _named_variant(settings: Settings, info: MethodInfo, cohort: str, overrides: Mapping[str, Any]) -> str | None:
+    """The method's named variant whose overrides are exactly these (so `--set` and `--variant` agree)."""
+    for name, sets in info.variants.items():
+        if overrides and resolve_run_config(settings, info, cohort, sets)[1] == dict(overrides):
+            return name
+    return None
 
 
 @dataclass

@@ -100,3 +100,10 @@ def test_import_errors_and_success(toy, tmp_path):
     r = bench(toy, "run", "--method", "meanmil", "--cohort", "toy", "--epochs", "1", "--folds", "0")
     assert r.returncode == 0, r.stderr
     assert "REAL store resnet50.h5" in r.stdout
+
+
+def test_usage_errors_have_no_traceback(toy):
+    r = bench(toy, "run", "--method", "snn", "--cohort", "toy", "--bogus")
+    assert r.returncode == 2 and "No such option: --bogus" in r.stderr and "Traceback" not in r.stderr
+    r = bench(toy, "run", "--cohort", "toy")
+    assert r.returncode == 2 and "Missing option '--method'" in r.stderr and "Traceback" not in r.stderr
