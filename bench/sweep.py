@@ -211,8 +211,13 @@ def run_keys(keys: Sequence[SweepKey], root: str, report: Callable[[KeyResult], 
     from bench.batches import ResidentBags
     from bench.runner import execute, plan_run
 
-    settings = load_settings(Path(root))
     results: list[KeyResult] = []
+    try:
+        settings = load_settings(Path(root))
+    except BenchError as exc:  # e.g. bench.toml edited into something invalid mid-sweep
+        for k in keys:
+            _record(results, report, KeyResult(k.label(), "failed", 0.0, str(exc)))
+        return results
     loaded = _RESIDENT  # survives across chunks run by the same worker process
     for group in _group(sorted(keys, key=lambda k: (k.cohort, k.method, k.sets, k.seed, k.fold))):
         k0 = group[0]
