@@ -86,7 +86,7 @@ RUN_KEYS: dict[str, Key] = {
 
 SYNTHETIC_KEYS: dict[str, Key] = {
     "patches": Key(int, 128, check=lambda x: x >= 1, help="must be >= 1"),
-    "signal": Key(float, 1.0, check=_nonneg, help="must be >= 0"),
+    "signal": Key(float, 0.05, check=_nonneg, help="must be >= 0"),
     "seed": Key(int, 0, check=_nonneg, help="must be >= 0"),
     "dim": Key(int, 1024, check=lambda x: x >= 2, help="must be >= 2"),
 }
