@@ -41,17 +41,15 @@ def kmeans(x: torch.Tensor, init: torch.Tensor, tol: float = 1e-4, max_iter: int
     ``(sum_j ||c_j' - c_j||)^2 < tol`` or after ``max_iter`` iterations (0 = no cap).
     Returns the centres and the number of iterations run.
     """
-    k = init.shape[0]
+    slots = torch.arange(init.shape[0], device=x.device)
     centres = init
-    x_sq = (x * x).sum(1, keepdim=True)
     it = 0
     while True:
         it += 1
-        dist = x_sq - 2 * x @ centres.T + (centres * centres).sum(1)[None]
-        labels = dist.argmin(dim=1)
-        sums = torch.zeros_like(centres).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=k).to(x.dtype)
-        new = sums / counts.clamp(min=1)[:, None]  # empty clusters: zero sum -> zero centre
+        # ||x||^2 is the same for every centre, so the nearest centre minimises ||c||^2 - 2 x.c
+        labels = torch.addmm((centres * centres).sum(1)[None], x, centres.T, alpha=-2).argmin(dim=1)
+        members = (labels[:, None] == slots[None]).to(x.dtype)  # [N, k] one-hot: sums are one GEMM
+        new = (members.T @ x) / members.sum(0).clamp(min=1)[:, None]  # empty cluster: zero sum -> zero centre
         shift = torch.linalg.vector_norm(new - centres, dim=1).sum() ** 2
         centres = new
         if float(shift) < tol or (max_iter and it >= max_iter):

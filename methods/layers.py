@@ -153,8 +153,8 @@ class NystromAttention(nn.Module):
         if self.exact_short and n <= m:
             q, k, v = (t.reshape(b, n, h, self.dim_head).transpose(1, 2) for t in self.to_qkv(x).chunk(3, dim=-1))
             out = short_sequence_nystrom(q * self.scale, k, v, m, self.iters)
-            if self.res_conv is not None:
-                out = out + self.res_conv(v)  # zero padding equals the padded zero tokens
+            if self.res_conv is not None:  # zero padding equals the padded zero tokens
+                out = out + banded_depthwise(self.res_conv.weight, v)
             return self.to_out(out.transpose(1, 2).reshape(b, n, h * self.dim_head))
         pad = (m - n % m) % m
         if pad:
@@ -174,6 +174,20 @@ class NystromAttention(nn.Module):
             out = out + self.res_conv(v)
         out = out.transpose(1, 2).reshape(b, total, h * self.dim_head)
         return self.to_out(out)[:, -n:]
+
+
+def banded_depthwise(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``Conv2d(h, h, (K, 1), padding=(K // 2, 0), groups=h, bias=False)`` of ``v`` ``[B, h, n, d]`` as one matmul.
+
+    Row ``i`` of the output is ``sum_j w[j - i + K // 2] v[j]`` over ``|j - i| <= K // 2``; on a few
+    tokens one ``[h, n, n]`` banded matrix product is cheaper than a convolution call, forward and backward.
+    """
+    half = weight.shape[2] // 2
+    pos = torch.arange(v.shape[-2], device=v.device)
+    offset = pos[None, :] - pos[:, None] + half  # [n_out, n_in]
+    inside = (offset >= 0) & (offset <= 2 * half)
+    band = weight[:, 0, :, 0][:, offset.clamp(0, 2 * half)] * inside.to(weight.dtype)  # [h, n, n]
+    return band @ v
 
 
 def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int, iters: int) -> torch.Tensor:
@@ -203,12 +217,16 @@ def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m:
     row_max = torch.maximum((p * c + d.sum(-1, keepdim=True)).amax(), torch.tensor(p / m + n / m, dtype=d.dtype))
     col_content = p / m + d.sum(-2)
     col_max = col_content.amax() if p == 0 else torch.maximum(col_content.amax(), (p / m + c.sum(-2)).amax())
-    z = a_small.transpose(-1, -2) / (row_max * col_max)
+    lead = a_small.shape[:-2]
+    a_flat = a_small.reshape(-1, n + 1, n + 1)
+    z = a_flat.transpose(-1, -2) / (row_max * col_max)
     eye = torch.eye(n + 1, dtype=d.dtype, device=d.device)
-    for _ in range(iters):
-        xz = a_small @ z
-        z = 0.25 * z @ (13 * eye - xz @ (15 * eye - xz @ (7 * eye - xz)))
-    w = a_small @ z @ a_small
+    eye7, eye15, eye13q = 7 * eye, 15 * eye, 3.25 * eye
+    for _ in range(iters):  # z <- z (13I - xz(15I - xz(7I - xz))) / 4, as fused multiply-adds
+        xz = torch.bmm(a_flat, z)
+        t = torch.baddbmm(eye15, xz, eye7 - xz, alpha=-1)
+        z = torch.bmm(z, torch.baddbmm(eye13q, xz, t, alpha=-0.25))
+    w = torch.bmm(torch.bmm(a_flat, z), a_flat).reshape(*lead, n + 1, n + 1)
     return w[..., 1:, 1:] @ v
 
 

@@ -234,3 +234,19 @@ def test_ccl_learns_with_real_genomics_and_strong_synthetic_pathology(tmp_path, 
     c = summarize(plan).protocol("last")[0]
     print(f"CCL, real UCEC genomics + synthetic pathology (signal 1.5): last-epoch val C = {c:.3f}")
     assert c > 0.7, f"CCL with real genomics and strong pathology signal: val C-index {c:.3f}"
+
+
+@pytest.mark.parametrize("n", [1, 6, 17, 40])
+def test_banded_depthwise_equals_the_convolution(n):
+    from methods.layers import banded_depthwise
+
+    torch.manual_seed(n)
+    conv = torch.nn.Conv2d(8, 8, (33, 1), padding=(16, 0), groups=8, bias=False).double()
+    v = torch.randn(2, 8, n, 4, dtype=torch.float64, requires_grad=True)
+    ref, ours = conv(v), banded_depthwise(conv.weight, v)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(ref)
+    g_ref = torch.autograd.grad((ref * w).sum(), (v, conv.weight))
+    g_ours = torch.autograd.grad((banded_depthwise(conv.weight, v) * w).sum(), (v, conv.weight))
+    for a, b in zip(g_ours, g_ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
