@@ -95,6 +95,15 @@ def _title(ev: Evaluation, method: str) -> str:
     return str(ev.method_meta(method).get("title") or method)
 
 
+def data_label(cells: list[Cell]) -> str:
+    """Which data the plotted cells came from: genomics build and pathology kind (SYNTHETIC in capitals)."""
+    provs = {pv for c in cells for pv in c.provenances()}
+    builds = ", ".join(sorted({pv.genomics_build for pv in provs}))
+    kinds = sorted({pv.pathology for pv in provs})
+    patho = ", ".join("SYNTHETIC (not comparable with the paper)" if k == "synthetic" else k for k in kinds)
+    return f"genomics: {builds}; pathology features: {patho}"
+
+
 def save(fig: Figure, dest: Path, fmt: str) -> Path:
     """Write ``fig`` atomically as ``fmt``."""
     if fmt not in FORMATS:
@@ -129,7 +138,8 @@ def km_figure(ev: Evaluation, method: str, dest: Path, *, protocol: str = "best-
         stats.append({"cohort": short_name(cell.cohort), "p": p, "n_high": int(g.high.sum()),
                       "n_low": int((~g.high).sum()), "seed": g.seed})
     fig.suptitle(f"{_title(ev, method)}: Kaplan–Meier curves, high vs low risk\n(out-of-fold risks of the folds "
-                 f"pooled, split at the median; protocol {protocol}; seed {stats[0]['seed']})", fontsize=10)
+                 f"pooled, split at the median; protocol {protocol}; seed {stats[0]['seed']})\n{data_label(cells)}",
+                 fontsize=10)
     return save(fig, dest, fmt), stats
 
 
@@ -159,8 +169,8 @@ def ttest_figure(ev: Evaluation, method: str, dest: Path, *, protocol: str = "be
                       "seed": g.seed, "on": on})
     who = "uncensored patients" if on == "uncensored" else "all patients (censored times included)"
     fig.suptitle(f"{_title(ev, method)}: Welch's t-test of observed survival months of {who}, high vs low risk\n"
-                 f"(median split of pooled out-of-fold risks; protocol {protocol}; seed {stats[0]['seed']})",
-                 fontsize=9)
+                 f"(median split of pooled out-of-fold risks; protocol {protocol}; seed {stats[0]['seed']})\n"
+                 f"{data_label(cells)}", fontsize=9)
     return save(fig, dest, fmt), stats
 
 
@@ -192,7 +202,8 @@ def epoch_figure(ev: Evaluation, method: str, cohort: str, dest: Path, *, varian
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("validation C-index")
     ax.set_title(f"{_title(ev, method)} on {short_name(cohort)} ({variant_label(variant)}): dots = each fold's "
-                 f"best-val epoch\nselection optimism (best-val − last) = {b - lst:+.4f}", fontsize=10)
+                 f"best-val epoch\nselection optimism (best-val − last) = {b - lst:+.4f}\n{data_label([best])}",
+                 fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     return save(fig, dest, fmt)
 

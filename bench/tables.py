@@ -18,6 +18,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -451,11 +452,20 @@ def _who(entries: list[tuple[str, str]], all_by_label: Mapping[str, list[str]]) 
     return ("; " if any(":" in p for p in parts) else ", ").join(parts)
 
 
+def display_path(path: Any) -> str:
+    """``path`` relative to the working directory when it lies under it (tables are committed), else absolute."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve())) + "/"
+    except ValueError:
+        return str(p)
+
+
 def provenance_notes(ev: Evaluation, cells: Sequence[tuple[str, str, Cell | None]],
                      seeds_rule: str = SEEDS_RULE) -> list[str]:
     """Notes saying which data the table's cells came from: store, genomics build, pathology, seeds, imports."""
     present = [(label, short_name(c), cell) for label, c, cell in cells if cell is not None]
-    notes = [f"Source: prediction store {ev.results} ({len(ev.runs)} complete runs)."]
+    notes = [f"Source: prediction store {display_path(ev.results)} ({len(ev.runs)} complete runs)."]
     if not present:
         return notes
     all_by_label: dict[str, list[str]] = {}
