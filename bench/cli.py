@@ -310,6 +310,11 @@ def reproduce(
            metric=None, variant="default", bootstrap=1000)
     figures(fig="all", format_="png", out=out / "figures", method=None, protocol="best-val", ttest="uncensored",
             variant="default", results=None)
+    for method in ("snn", "snntrans"):  # the stored methods with all five cohorts: Figs. 6-7 over five panels
+        if (settings.results_dir / method / "default").is_dir():
+            for fig in ("6", "7"):
+                figures(fig=fig, format_="png", out=out / "figures", method=method, protocol="best-val",
+                        ttest="uncensored", variant="default", results=None)
 
 
 def _register_reporting() -> None:
