@@ -292,7 +292,9 @@ def reproduce(
     runs: Annotated[bool, typer.Option(help="Run the grids (--no-runs: only regenerate from the store).")] = True,
 ) -> None:
     """The main job: the README's runs (stored ones are skipped), then Tables I-IV and Figs. 6-7 from the store."""
-    from bench.cli_report import figures, tables
+    from bench.cli_report import draw_figures, load_evaluation, tables
+    from bench.evaluation import DEFAULT
+    from bench.figures import FIGURES, choose_method, complete_methods
     from bench.sweep import load_grid, run_spec
 
     settings = _settings()
@@ -308,13 +310,13 @@ def reproduce(
     out = out if out.is_absolute() else settings.root / out
     tables(table="all", protocol="both", format_="markdown", out=out / "tables", compare_paper=True, results=None,
            metric=None, variant="default", bootstrap=1000)
-    figures(fig="all", format_="png", out=out / "figures", method=None, protocol="best-val", ttest="uncensored",
-            variant="default", results=None)
-    for method in ("snn", "snntrans"):  # the stored methods with all five cohorts: Figs. 6-7 over five panels
-        if (settings.results_dir / method / "default").is_dir():
-            for fig in ("6", "7"):
-                figures(fig=fig, format_="png", out=out / "figures", method=method, protocol="best-val",
-                        ttest="uncensored", variant="default", results=None)
+    _, ev = load_evaluation(None)
+    if ev.empty:
+        return
+    # Figs. 6-7 for the default method (CCL) and for every method stored on all five cohorts
+    names = list(dict.fromkeys([choose_method(ev, "best-val"), *complete_methods(ev, "best-val")]))
+    draw_figures(ev, names, FIGURES, out / "figures", fmt="png", protocol="best-val", ttest="uncensored",
+                 variant=DEFAULT, epoch_methods=None)
 
 
 def _register_reporting() -> None:

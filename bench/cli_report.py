@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from tabulate import tabulate
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from bench.config import Settings
+    from bench.evaluation import Evaluation, Overrides
 
 
 def _settings():
@@ -21,7 +25,7 @@ def _settings():
     return load_settings()
 
 
-def _evaluation(results: Path | None):
+def load_evaluation(results: Path | None) -> tuple[Settings, Evaluation]:
     """The store under ``results`` (default: bench.toml's), expecting each cohort's number of split files."""
     from bench.evaluation import DEFAULT_FOLDS, Evaluation
 
@@ -71,7 +75,7 @@ def tables(
     if bootstrap < 100:
         raise BenchError(f"bad --bootstrap {bootstrap}: use at least 100 resamples")
     protocols = _protocols(protocol)
-    settings, ev = _evaluation(results)
+    settings, ev = load_evaluation(results)
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
@@ -106,15 +110,15 @@ def figures(
 ) -> None:
     """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups) and per-epoch val C-index plots."""
     from bench.evaluation import check_protocol, parse_variant
-    from bench.figures import FIGURES, FORMATS, choose_method, epoch_figures, km_figure, ttest_figure
-    from bench.tables import empty_store_message, format_p
+    from bench.figures import FIGURES, FORMATS, choose_method
+    from bench.tables import empty_store_message
 
     if fig not in (*FIGURES, "all"):
         raise BenchError(f"bad --fig '{fig}': choose 6, 7, epochs or all")
     if format_ not in FORMATS:
         raise BenchError(f"bad --format '{format_}': choose png or pdf")
     check_protocol(protocol)
-    _, ev = _evaluation(results)
+    _, ev = load_evaluation(results)
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
@@ -123,20 +127,31 @@ def figures(
     if name not in ev.methods():
         raise BenchError(f"no stored runs of method '{name}' in {ev.results}; stored: {', '.join(ev.methods())}")
     wanted = FIGURES if fig == "all" else (fig,)
-    if "6" in wanted:
-        path, stats = km_figure(ev, name, Path(out) / f"fig6_km_{name}.{format_}", protocol=protocol, variant=ov,
-                                fmt=format_)
-        _echo(f"wrote {path}")
-        _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], format_p(s["p"])] for s in stats],
-                       headers=["cohort", "high risk", "low risk", "log-rank p"], disable_numparse=True))
-    if "7" in wanted:
-        path, stats = ttest_figure(ev, name, Path(out) / f"fig7_ttest_{name}.{format_}", protocol=protocol,
-                                   variant=ov, fmt=format_, on=ttest)
-        _echo(f"wrote {path} (Welch's t-test of survival months, {ttest} patients, high vs low risk)")
-        _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], f"{s['t']:.3f}", format_p(s["p"])] for s in stats],
-                       headers=["cohort", "high", "low", "t", "p"], disable_numparse=True))
+    draw_figures(ev, [name], wanted, Path(out), fmt=format_, protocol=protocol, ttest=ttest, variant=ov,
+                 epoch_methods=[name] if method else None)
+
+
+def draw_figures(ev: Evaluation, names: list[str], wanted: tuple[str, ...], out: Path, *, fmt: str, protocol: str,
+                 ttest: str, variant: Overrides, epoch_methods: list[str] | None) -> None:
+    """Figs. 6 and 7 for each of ``names`` and the per-epoch plots (of ``epoch_methods``, default all), from ``ev``."""
+    from bench.figures import epoch_figures, km_figure, ttest_figure
+    from bench.tables import format_p
+
+    for name in names:
+        if "6" in wanted:
+            path, stats = km_figure(ev, name, out / f"fig6_km_{name}.{fmt}", protocol=protocol, variant=variant,
+                                    fmt=fmt)
+            _echo(f"wrote {path}")
+            _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], format_p(s["p"])] for s in stats],
+                           headers=["cohort", "high risk", "low risk", "log-rank p"], disable_numparse=True))
+        if "7" in wanted:
+            path, stats = ttest_figure(ev, name, out / f"fig7_ttest_{name}.{fmt}", protocol=protocol,
+                                       variant=variant, fmt=fmt, on=ttest)
+            _echo(f"wrote {path} (Welch's t-test of survival months, {ttest} patients, high vs low risk)")
+            _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], f"{s['t']:.3f}", format_p(s["p"])]
+                            for s in stats], headers=["cohort", "high", "low", "t", "p"], disable_numparse=True))
     if "epochs" in wanted:
-        paths = epoch_figures(ev, Path(out), methods=[name] if method else None, variant=ov, fmt=format_)
+        paths = epoch_figures(ev, out, methods=epoch_methods, variant=variant, fmt=fmt)
         for p in paths:
             _echo(f"wrote {p}")
         if not paths:

@@ -74,6 +74,13 @@ def method_cells(ev: Evaluation, method: str, protocol: str, variant: Overrides 
     return [c for c in cells if c is not None]
 
 
+def complete_methods(ev: Evaluation, protocol: str, variant: Overrides = DEFAULT) -> list[str]:
+    """Methods stored with every fold of every paper cohort (their Figs. 6-7 have all five panels)."""
+    paper = [canonical_name(c) for c in PAPER_COHORTS]
+    return [m for m in ev.methods()
+            if all((cell := ev.cell(m, c, variant, protocol)) is not None and not cell.partial for c in paper)]
+
+
 def choose_method(ev: Evaluation, protocol: str, variant: Overrides = DEFAULT) -> str:
     """CCL if stored, else the method with the most cohorts and then the highest mean C-index."""
     if method_cells(ev, "ccl", protocol, variant):

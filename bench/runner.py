@@ -243,9 +243,9 @@ _SHARED: dict[str, Any] = {}
 
 
 def _fold_worker_init(bags: ResidentBags | None, threads: int) -> None:
-    from bench.sweep import _die_with_parent
+    from bench.sweep import die_with_parent
 
-    _die_with_parent()
+    die_with_parent()
     torch.set_num_threads(threads)
     _SHARED["bags"] = bags
 

@@ -259,7 +259,7 @@ def _record(results: list[KeyResult], report: Callable[[KeyResult], None] | None
 _PROGRESS: Any = None  # a worker's queue for per-key results
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when the sweep process dies (no orphan keeps training)."""
     try:
         import ctypes
@@ -273,7 +273,7 @@ def _worker_init(threads: int, devices: list[int] | None, counter: Any, progress
     import torch
 
     global _PROGRESS
-    _die_with_parent()
+    die_with_parent()
     _PROGRESS = progress
     torch.set_num_threads(threads)
     if devices:
