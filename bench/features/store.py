@@ -86,7 +86,7 @@ class StoreInfo:
     def describe(self) -> dict[str, Any]:
         """What manifests record about the store."""
         return {
-            "path": str(self.path),
+            "file": f"{self.path.parent.name}/{self.path.name}",  # under [paths] features: no machine paths
             "kind": self.kind,
             "synthetic": self.synthetic,
             "encoder": self.encoder,
