@@ -205,21 +205,22 @@ def data_import(
 ) -> None:
     """Convert a folder of per-slide features into the cohort's contiguous feature store."""
     from bench.cohort import load_cohort
-    from bench.features import cohort_store_dir
+    from bench.features import check_store_name, cohort_store_dir
     from bench.features.importer import import_features
 
     settings = _settings()
     co = load_cohort(settings, cohort)
     if dtype not in ("float16", "float32"):
         raise BenchError(f"bad --dtype '{dtype}': float16 or float32")
-    store_name = name or encoder
+    store_name = check_store_name(name if name is not None else encoder, "--name" if name is not None else "--encoder")
     if store_name.startswith("synthetic"):
         raise BenchError("store names starting with 'synthetic' are reserved for synthetic stores; pick another --name")
     dest = cohort_store_dir(settings, co.name) / f"{store_name}.h5"
     if dest.exists() and not force:
         raise BenchError(f"{dest} exists; pass --force to replace it or choose another --name")
     info = import_features(co, features, dest, encoder=encoder, allow_missing=allow_missing_slides,
-                           expected_dim=dim, dtype=dtype)
+                           expected_dim=dim, dtype=dtype,
+                           notify=lambda line: console.print(line, style="yellow", markup=False))
     console.print(f"wrote {info.path}: {info.n_slides} slides, {info.n_patches} patches x {info.dim} ({info.dtype}), "
                   f"real features from {features}")
     if info.dropped_patients:

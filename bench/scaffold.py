@@ -123,8 +123,12 @@ def plan_scaffold(name: str, modality: str = "multimodal", directory: Path | str
         raise BenchError(f"bad method name '{name}': use letters, digits and underscores, starting with a letter "
                          "(it becomes a Python module name)")
     key = name.lower()
-    if keyword.iskeyword(key):
-        raise BenchError(f"bad method name '{name}': '{key}' is a Python keyword")
+    # in any letter case: the module is named `key` and the class keeps the name's capitals (None, True)
+    kw = next((k for k in (*keyword.kwlist, *keyword.softkwlist) if k.lower() == key), None)
+    if kw is not None:
+        why = ("soft keyword (refused in any letter case, like the keywords)" if keyword.issoftkeyword(kw) else
+               "keyword (refused in any letter case: the module or class named after it would not compile)")
+        raise BenchError(f"bad method name '{name}': '{kw}' is a Python {why}; choose another name")
     if modality not in MODALITIES:
         raise BenchError(f"bad --modality '{modality}': choose one of {', '.join(MODALITIES)}")
     directory = Path(directory)
@@ -161,6 +165,12 @@ def check_name_free(name: str) -> None:
 def write_scaffold(scaffold: MethodScaffold, force: bool = False) -> list[Path]:
     """Write the method module and its test; existing files are an error unless ``force``."""
     files = scaffold.render()
+    for path, text in files.items():  # a name the checks above missed must not leave a broken module behind
+        try:
+            compile(text, str(path), "exec")
+        except SyntaxError as exc:
+            raise BenchError(f"method name '{scaffold.name}' gives a module that does not compile ({path}: "
+                             f"{exc.msg}); choose another name") from None
     if not force:
         existing = [p for p in files if p.exists()]
         if existing:

@@ -28,6 +28,19 @@ def cohort_store_dir(settings: Settings, cohort: str) -> Path:
     return settings.features_dir / cohort
 
 
+def check_store_name(name: str, option: str = "--features") -> str:
+    """Return ``name`` if it is a plain file name, else refuse it: a store lives in ``<features>/<cohort>/NAME.h5``
+    and no name may place it (or read it from) anywhere else."""
+    # no separator of either kind also rules out absolute paths (/x, C:\\x) and any '..' component
+    if not name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
+        also = {"--features": " or the path of an .h5 store",
+                "--encoder": " with --name (the store name defaults to the encoder)"}.get(option, "")
+        raise BenchError(f"bad {option} {name!r}: a feature store name is a plain file name (not empty, no '/' or "
+                         f"'\\', not starting with '.'), stored as <features>/<cohort>/NAME.h5; give a name like "
+                         f"'uni'{also}")
+    return name
+
+
 def list_stores(settings: Settings, cohort: str) -> list[Path]:
     """All stores of a cohort (real and synthetic)."""
     d = cohort_store_dir(settings, cohort)
@@ -61,7 +74,10 @@ def choose_store(settings: Settings, cohort: Cohort, spec: str = "auto") -> Stor
     """Resolve ``--features`` (``auto``, ``synthetic``, a store name or an .h5 path) to a store."""
     if spec not in ("auto", "synthetic"):
         p = Path(spec).expanduser()
-        candidates = [p] if p.suffix == ".h5" else [cohort_store_dir(settings, cohort.name) / f"{spec}.h5"]
+        if p.suffix == ".h5":
+            candidates = [p]
+        else:
+            candidates = [cohort_store_dir(settings, cohort.name) / f"{check_store_name(spec)}.h5"]
         for c in candidates:
             if c.is_file():
                 info = read_info(c)
@@ -93,4 +109,4 @@ def _check_cohort(info: StoreInfo, cohort: Cohort) -> None:
         raise BenchError(f"feature store {info.path} belongs to {info.cohort}, not {cohort.name}")
 
 
-__all__ = ["StoreChoice", "StoreInfo", "choose_store", "list_stores", "read_info", "synthesize"]
+__all__ = ["StoreChoice", "StoreInfo", "check_store_name", "choose_store", "list_stores", "read_info", "synthesize"]

@@ -126,7 +126,7 @@ def write_store(
     ids: list[str] = []
     offsets: list[int] = []
     lengths: list[int] = []
-    with atomic_path(dest, suffix=".h5") as tmp, h5py.File(tmp, "w") as f:
+    with atomic_path(dest, suffix=".h5") as tmp, _DiskFile(tmp) as disk, h5py.File(disk, "w") as f:
         feats = f.create_dataset("features", shape=(total_patches, dim), dtype=np_dtype)
         coords = f.create_dataset("coords", shape=(total_patches, 2), dtype=np.int32) if with_coords else None
         pos = 0
@@ -171,6 +171,65 @@ def write_store(
         }
         f.attrs.update(attrs)
     return read_info(dest)
+
+
+class _DiskFile:
+    """The file object HDF5 writes a store through: a failed write (full disk, quota) is remembered, not
+    passed to HDF5, and raised as that ``OSError`` when the file is closed.
+
+    HDF5 cannot close a file after one of its writes failed: h5py raises from ``close`` and the process
+    then segfaults. Through this object HDF5 never sees the failure, closes cleanly, and the caller
+    (``atomic_path``) removes the temporary file and reports the error.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._raw = open(path, "w+b", buffering=0)  # noqa: SIM115 (closed in __exit__)
+        self.error: OSError | None = None
+
+    def __enter__(self) -> _DiskFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._raw.close()
+        except OSError as err:
+            self.error = self.error or err
+        if self.error is not None:
+            raise self.error
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        if self.error is None:
+            try:
+                done = 0
+                while done < len(view):
+                    done += self._raw.write(view[done:])
+            except OSError as err:
+                self.error = err
+        return len(view)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(size)
+
+    def readinto(self, buf: Any) -> int:
+        return self._raw.readinto(buf)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._raw.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._raw.truncate(size)
+            except OSError as err:
+                self.error = err
+        return self._raw.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass  # unbuffered: every write went to the operating system (atomic_path fsyncs the file)
 
 
 def read_info(path: Path) -> StoreInfo:
