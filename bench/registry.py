@@ -78,6 +78,10 @@ class SurvivalModel(nn.Module):
     def forward(self, batch: Any) -> ModelOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def run_stats(self) -> dict[str, int | float]:
+        """Counts a method reports about the whole run (recorded in the manifest as ``model_stats``)."""
+        return {}
+
 
 @dataclass(frozen=True)
 class MethodInfo:

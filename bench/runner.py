@@ -296,6 +296,8 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
         placement=bags.placement if bags is not None else None,
         seconds=result.seconds, resumed_from=result.resumed_from,
     )
+    if stats := result.model.run_stats():
+        manifest["model_stats"] = stats
     write_run(d, result.predictions, manifest)
     ckpt.unlink(missing_ok=True)
     (d / RUN_SPEC).unlink(missing_ok=True)

@@ -27,8 +27,27 @@ from methods.layers import GroupGenomicEncoder, TokenAggregation, TokenTransform
 # K-means and cluster-centre alignment
 
 
+def sq_distances(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """``||c_j||^2 - 2 x_i . c_j`` for every patch ``i`` and centre ``j`` (``[N, k]``, one GEMM).
+
+    ``||x_i||^2`` is the same for every centre, so this orders the centres of each patch as the
+    squared Euclidean distance does (the official code forms the ``N x k x D`` difference tensor).
+    """
+    return torch.addmm((centres * centres).sum(1)[None], x, centres.T, alpha=-2)
+
+
+def later_duplicates(centres: torch.Tensor) -> torch.Tensor:
+    """``[k]`` bool: centre ``j`` equals (in every coordinate) some centre ``i < j``."""
+    same = (centres[:, None, :] == centres[None, :, :]).all(-1)
+    return torch.triu(same, diagonal=1).any(0)
+
+
 def nearest_patches(x: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
-    """For each anchor row, the patch of ``x`` closest to it (squared Euclidean): ``[k, D]``."""
+    """For each anchor row, the patch of ``x`` closest to it (squared Euclidean): ``[k, D]``.
+
+    Two anchor rows may pick the same patch; :func:`kmeans` then treats the two identical
+    centres as the official code does.
+    """
     d = (x * x).sum(1, keepdim=True) - 2 * x @ anchor.T + (anchor * anchor).sum(1)[None]
     return x[d.argmin(dim=0)]
 
@@ -40,14 +59,19 @@ def kmeans(x: torch.Tensor, init: torch.Tensor, tol: float = 1e-4, max_iter: int
     centre becomes the zero vector (the official vendored ``kmeans_pytorch``); stops when
     ``(sum_j ||c_j' - c_j||)^2 < tol`` or after ``max_iter`` iterations (0 = no cap).
     Returns the centres and the number of iterations run.
+
+    Identical centres (two anchor rows nearest the same patch, or two empty clusters) get
+    exactly equal per-pair distances in the official code, so argmin gives every tied patch to
+    the first of them and the others stay empty. The GEMM form can break that tie by rounding
+    (it depends on the BLAS kernel), so a centre equal to an earlier one never wins the argmin.
     """
     slots = torch.arange(init.shape[0], device=x.device)
     centres = init
     it = 0
     while True:
         it += 1
-        # ||x||^2 is the same for every centre, so the nearest centre minimises ||c||^2 - 2 x.c
-        labels = torch.addmm((centres * centres).sum(1)[None], x, centres.T, alpha=-2).argmin(dim=1)
+        d = sq_distances(x, centres).masked_fill(later_duplicates(centres)[None], float("inf"))
+        labels = d.argmin(dim=1)
         members = (labels[:, None] == slots[None]).to(x.dtype)  # [N, k] one-hot: sums are one GEMM
         new = (members.T @ x) / members.sum(0).clamp(min=1)[:, None]  # empty cluster: zero sum -> zero centre
         shift = torch.linalg.vector_norm(new - centres, dim=1).sum() ** 2
@@ -268,6 +292,9 @@ class CCL(SurvivalModel):
         self.genomic = GroupGenomicEncoder(dims.group_sizes, dim, dropout)
         if cca:
             self.register_buffer("anchor", torch.randn(k, dims.path_dim))
+            # bags K-means ran on, and those whose anchor-nearest initial centres had duplicates
+            self.register_buffer("kmeans_bags", torch.zeros((), dtype=torch.long))
+            self.register_buffer("kmeans_duplicate_inits", torch.zeros((), dtype=torch.long))
             self.path_snn = snn_block(dims.path_dim, dim, "selu", dropout)
             self.path_aggregate = TokenAggregation(k)
         else:
@@ -292,11 +319,19 @@ class CCL(SurvivalModel):
         if config["train"]["batch_size"] != 1:
             raise BenchError("CCL needs train.batch_size = 1 (its anchor and cohort bank index a single patient)")
 
+    def run_stats(self) -> dict[str, int]:
+        """K-means bags and duplicate initialisations over the run (train and eval passes)."""
+        if not self.cca:
+            return {}
+        return {"kmeans_bags": int(self.kmeans_bags), "kmeans_duplicate_inits": int(self.kmeans_duplicate_inits)}
+
     # -- pathology ---------------------------------------------------------------------------------
     def aligned_centres(self, bag: torch.Tensor) -> torch.Tensor:
         """K-means centres of one bag ``[N, D]``, aligned to the anchor ``[k, D]`` (no gradient)."""
         with torch.no_grad():
             init = nearest_patches(bag, self.anchor)
+            self.kmeans_bags += 1
+            self.kmeans_duplicate_inits += later_duplicates(init).any()
             centres, self.last_kmeans_iters = kmeans(bag, init, self.kmeans_tol, self.kmeans_max_iter)
             return align_to_anchor(centres, self.anchor) if self.align else centres
 

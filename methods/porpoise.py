@@ -22,8 +22,9 @@ from methods.layers import init_xavier, snn_block
     selection="last",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced"},
-    hparams={"fusion": "bilinear", "hidden": 512, "attn_hidden": 256, "dropout": 0.25, "scale": 8},
-    hparam_choices={"fusion": ("bilinear", "concat")},
+    hparams={"fusion": "bilinear", "hidden": 512, "attn_hidden": 256, "dropout": 0.25, "scale": 8,
+             "init": "default"},
+    hparam_choices={"fusion": ("bilinear", "concat"), "init": ("default", "xavier")},
     genomics="all",
     notes=(
         "MCAT's AMIL with genomic fusion (spec §12.3; the PORPOISE repository itself was not read). Pathology: "
@@ -34,7 +35,9 @@ from methods.layers import init_xavier, snn_block
         "omic] 512->32)), o = Dropout(ReLU(Linear 32->32)), append 1, outer product 33x33 = 1089 -> Dropout -> "
         "Linear(1089->256)->ReLU->Dropout -> Linear(256->256)->ReLU->Dropout; 'concat' (the CCL paper describes "
         "Porpoise as 'simply concatenated'): Linear(512->256)->ReLU->Linear(256->256)->ReLU. Head Linear(256->4). "
-        "Xavier-normal init of every Linear (MCAT initialises the whole model, SNN blocks included). Official "
+        "Init: PyTorch's default everywhere (init=default), as the official MIL_Attention_FC_surv and MCAT's "
+        "BilinearFusion, which call no init helper; init=xavier gives xavier-normal weights and zero biases to every "
+        "Linear (what survbench used before Dec 2026). Official "
         "MCAT training: Adam 2e-4, wd 1e-5, batch 1 with 32-step accumulation, 20 epochs, class-balanced sampler, "
         "NLL alpha 0, last-epoch score; MCAT's optional L1 penalty on the genomic branch ('pathomic' reg_type) is "
         "not applied (survbench's l1 covers all weights). Parameters 1.382 M + 256 x d_omic (spec: 1.38 M + "
@@ -45,7 +48,7 @@ from methods.layers import init_xavier, snn_block
 ))
 class Porpoise(SurvivalModel):
     def __init__(self, dims: InputDims, fusion: str = "bilinear", hidden: int = 512, attn_hidden: int = 256,
-                 dropout: float = 0.25, scale: int = 8) -> None:
+                 dropout: float = 0.25, scale: int = 8, init: str = "default") -> None:
         super().__init__()
         assert dims.path_dim is not None
         out = attn_hidden
@@ -59,7 +62,8 @@ class Porpoise(SurvivalModel):
             self.mm = nn.Sequential(nn.Linear(2 * out, out), nn.ReLU(), nn.Linear(out, out), nn.ReLU())
         self.fusion = fusion
         self.classifier = nn.Linear(out, dims.n_bins)
-        init_xavier(self)
+        if init == "xavier":
+            init_xavier(self)
 
     def forward(self, batch: Batch) -> ModelOutput:
         pooled, a = self.pool(self.fc(batch.x), batch.mask)

@@ -366,3 +366,23 @@ def test_cmta_padded_batch_equals_alone():
     single.x, single.groups = batch.x[:1, :5], [g[:1] for g in batch.groups]
     with torch.no_grad():
         assert torch.allclose(model(batch).logits[:1], model(single).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["attmil", "porpoise"])
+def test_mcat_amil_family_keeps_pytorch_default_init_as_officially(name):
+    """MCAT's MIL_Attention_FC_surv never calls its initialize_weights helper: every Linear keeps PyTorch's
+    default init (drawn in construction order); init=xavier is the recorded alternative."""
+    info = get_method(name)
+    assert info.hparams["init"] == "default"
+    torch.manual_seed(0)
+    model = info.build(_dims(), {})
+    torch.manual_seed(0)
+    first = torch.nn.Linear(16, 512)  # the projector is the first module built
+    assert torch.equal(model.fc[0].weight, first.weight) and torch.equal(model.fc[0].bias, first.bias)
+    assert all(float(m.bias.detach().abs().sum()) > 0 for m in model.modules() if isinstance(m, torch.nn.Linear))
+    torch.manual_seed(0)
+    xavier = info.build(_dims(), {"init": "xavier"})
+    linears = [m for m in xavier.modules() if isinstance(m, torch.nn.Linear)]
+    assert all(float(m.bias.detach().abs().sum()) == 0 for m in linears)
+    w = xavier.fc[0].weight
+    assert abs(float(w.std()) - math.sqrt(2 / sum(w.shape))) < 0.05 * math.sqrt(2 / sum(w.shape))

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.cluster import KMeans
 
+import methods.ccl as ccl_module
 from bench.batches import Batch
 from bench.registry import InputDims, get_method
 from methods.ccl import CCL, CohortBank, align_to_anchor, kmeans, knowledge_loss, nearest_patches, set_similarity
@@ -43,6 +44,93 @@ def test_kmeans_empty_cluster_becomes_zero_and_tolerance_stops():
     # (sum of centre shifts)^2 < tol stops: converged centres stop after one more iteration
     _, n_it = kmeans(x, centres.clone(), tol=1e-4)
     assert n_it == 1
+
+
+def _official_kmeans(x, init, tol=1e-4):
+    """The vendored kmeans_pytorch as the official code runs it: per-pair distances from the N x k x D
+    difference tensor, argmin (first minimum on ties), member means, empty cluster -> zero vector."""
+    centres = init.clone()
+    while True:
+        labels = ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+        new = torch.stack([x[labels == j].mean(0) if (labels == j).any() else torch.zeros_like(centres[j])
+                           for j in range(len(centres))])
+        shift = torch.linalg.vector_norm(new - centres, dim=1).sum() ** 2
+        centres = new
+        if float(shift) < tol:
+            return centres, labels
+
+
+def _labels(x, centres):
+    return ((x[:, None, :] - centres[None]) ** 2).sum(-1).argmin(1)
+
+
+def _dyadic_bag(dtype):
+    """Four well-separated clusters of 4 integer-valued patches (means and distances exact in float32)."""
+    rng = np.random.default_rng(3)
+    base = rng.integers(-20, 21, (4, 8)) * 10 + 100
+    x = np.concatenate([b + rng.integers(-1, 2, (4, 8)) for b in base])
+    return torch.tensor(x, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_duplicate_initial_centres_as_the_official_code_exactly(dtype):
+    """Two anchor rows nearest the same patch: every tied patch goes to the first duplicate and the
+    other centre becomes the zero vector, exactly as the per-pair computation does."""
+    x = _dyadic_bag(dtype)
+    anchor = x[[0, 4, 8, 12, 13]].clone()
+    anchor[4] = x[0] + 0.25  # slot 4 is nearest patch 0 too: initial centres 0 and 4 are identical
+    init = nearest_patches(x, anchor)
+    assert torch.equal(init[0], init[4])
+    ours, _ = kmeans(x, init.clone())
+    ref, ref_labels = _official_kmeans(x, init)
+    assert torch.equal(ours, ref)
+    assert torch.equal(_labels(x, ours), ref_labels)
+    assert torch.equal(ours[4], torch.zeros_like(ours[4]))
+    assert torch.bincount(ref_labels, minlength=5).tolist() == [4, 4, 4, 4, 0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_duplicate_centres_never_split_whatever_the_gemm_rounding(dtype, monkeypatch):
+    """Post-ReLU-like bags (Gaussian clipped at 0) whose anchor has two rows nearest the same patch. Another
+    BLAS kernel may round the two identical GEMM columns differently (up to 4.5e-13 in float64 was seen on
+    an AMD EPYC): that rounding is injected here, and the assignments must still equal the per-pair ones."""
+    real = ccl_module.sq_distances
+
+    def noisy(x, centres):  # the later duplicate column comes out a hair smaller on every other patch
+        d = real(x, centres)
+        bump = torch.zeros_like(d)
+        bump[::2, 4] = d.abs().max() * torch.finfo(dtype).eps * 8
+        return d - bump
+
+    monkeypatch.setattr(ccl_module, "sq_distances", noisy)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 1024, generator=g, dtype=dtype).clamp(min=0)
+    anchor = torch.randn(6, 1024, generator=g, dtype=dtype)
+    nearest0 = int(((x - anchor[0]) ** 2).sum(1).argmin())
+    anchor[4] = x[nearest0] + 1e-3  # slot 4 picks the same patch as slot 0
+    init = nearest_patches(x, anchor)
+    assert torch.equal(init[0], init[4])
+    ours, _ = kmeans(x, init.clone())
+    ref, ref_labels = _official_kmeans(x, init)
+    assert torch.equal(_labels(x, ours), ref_labels)
+    assert torch.equal(ours[4], torch.zeros_like(ours[4])) and torch.equal(ref[4], ours[4])
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(ours, ref, rtol=tol, atol=tol)
+
+
+def test_duplicate_initialisations_are_counted():
+    torch.manual_seed(0)
+    model = CCL(_dims(), k=5, cgm=False)
+    x = _dyadic_bag(torch.float32)
+    model.anchor.copy_(x[[0, 4, 8, 12, 13]])
+    model.anchor[4] = x[0] + 0.25
+    model.aligned_centres(x)
+    model.anchor.copy_(x[[0, 4, 8, 12, 13]])
+    model.aligned_centres(x)
+    assert model.run_stats() == {"kmeans_bags": 2, "kmeans_duplicate_inits": 1}
+    restored = CCL(_dims(), k=5, cgm=False)
+    restored.load_state_dict(model.state_dict())  # the counts resume with a checkpoint
+    assert restored.run_stats() == model.run_stats()
 
 
 def test_init_takes_nearest_patch_per_anchor():
