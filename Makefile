@@ -1,25 +1,27 @@
 # survbench: `make reproduce` runs the main job on the bundled data, `make test` runs the tests.
-# Both create .venv on first use. Without an NVIDIA GPU the CPU build of torch is installed.
+# Both create .venv on first use. Without an NVIDIA GPU the locked CPU environment is installed
+# (requirements/cpu.lock: exact versions with hashes, made by `make lock`).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/cpu.lock
 
-.PHONY: setup test reproduce lint clean
+.PHONY: setup test reproduce lint lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	@if command -v nvidia-smi >/dev/null 2>&1; then \
-		echo "NVIDIA GPU found: installing the default (CUDA) torch build"; \
-		$(BIN)/pip install --quiet "torch>=2.2,<3"; \
+		echo "NVIDIA GPU found: installing the default (CUDA) torch build and the package's version ranges"; \
+		$(BIN)/pip install --quiet "torch>=2.2,<3" && $(BIN)/pip install --quiet -e ".[dev,slurm]"; \
 	else \
-		echo "no GPU: installing the CPU build of torch"; \
-		$(BIN)/pip install --quiet torch==2.13.0 || \
-		$(BIN)/pip install --quiet "torch>=2.2,<3" --index-url https://download.pytorch.org/whl/cpu; \
+		echo "no GPU: installing the locked CPU environment ($(LOCK))"; \
+		$(BIN)/pip install --quiet --require-hashes --no-deps -r $(LOCK) && \
+		$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . ; \
 	fi
-	$(BIN)/pip install --quiet -e ".[dev,slurm]"
+	$(BIN)/pip check
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -31,6 +33,14 @@ test: setup
 # Tables I-IV and Figs. 6-7 regenerated from the prediction store.
 reproduce: setup
 	$(BIN)/bench reproduce
+
+# Regenerate the CPU lock file (exact versions and sha256 hashes) from pyproject.toml's ranges with uv
+# (`pip install uv`); FIND_LINKS names a folder or page holding the CPU torch wheel of requirements/torch-cpu.txt.
+FIND_LINKS ?=
+lock:
+	uv pip compile pyproject.toml --extra dev --extra slurm --override requirements/torch-cpu.txt \
+		$(if $(FIND_LINKS),--find-links $(FIND_LINKS)) \
+		--generate-hashes --python-version 3.11 --no-emit-find-links --custom-compile-command "make lock" -o $(LOCK)
 
 lint: setup
 	$(BIN)/ruff check bench methods tests
