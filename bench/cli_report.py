@@ -26,17 +26,49 @@ def _settings():
 
 
 def load_evaluation(results: Path | None) -> tuple[Settings, Evaluation]:
-    """The store under ``results`` (default: bench.toml's), expecting each cohort's number of split files."""
+    """The runs that verify in the store under ``results`` (default: bench.toml's), expecting each cohort's
+    number of split files; see :func:`left_out` for the rest."""
     from bench.evaluation import DEFAULT_FOLDS, Evaluation
+    from bench.verify import store_root
 
     settings = _settings()
-    folder = Path(results) if results else settings.results_dir
+    folder = store_root(settings, results)
 
     def expected(cohort: str) -> int:
         n = len(list((settings.splits_dir / cohort).glob("splits_*.csv")))
         return n or DEFAULT_FOLDS
 
-    return settings, Evaluation(folder, expected)
+    return settings, Evaluation(folder, expected, settings)
+
+
+def left_out(settings: Settings, ev: Evaluation) -> list[str]:
+    """One line per stored run that does not verify (and the command that redoes it), and per folder ignored."""
+    from bench.verify import ignored_note
+
+    def shown(p: Path) -> str:
+        return str(p.relative_to(settings.root) if p.is_relative_to(settings.root) else p)
+
+    lines = [f"warning: left out {shown(p.path)} ({p.kind}: {p.detail})" + (f"; redo with: {p.command}"
+                                                                           if p.command else "")
+             for p in ev.excluded]
+    return lines + [ignored_note(p, shown(p)) for p in ev.ignored]
+
+
+def _warn_left_out(settings: Settings, ev: Evaluation) -> None:
+    for line in left_out(settings, ev):
+        sys.stderr.write(line + "\n")
+
+
+def check_out_folder(out: Path) -> Path:
+    """``--out`` as a folder to write into, or an error if it (or a folder above it) is a file."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"is inside {p}, which is a file"
+                raise BenchError(f"--out {out} {what}, not a folder; give a folder to write into (it is created if "
+                                 "missing)")
+            break
+    return out
 
 
 def _echo(text: str) -> None:
@@ -75,7 +107,10 @@ def tables(
     if bootstrap < 100:
         raise BenchError(f"bad --bootstrap {bootstrap}: use at least 100 resamples")
     protocols = _protocols(protocol)
+    if out is not None:
+        check_out_folder(Path(out))
     settings, ev = load_evaluation(results)
+    _warn_left_out(settings, ev)
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
@@ -118,7 +153,9 @@ def figures(
     if format_ not in FORMATS:
         raise BenchError(f"bad --format '{format_}': choose png or pdf")
     check_protocol(protocol)
-    _, ev = load_evaluation(results)
+    check_out_folder(Path(out))
+    settings, ev = load_evaluation(results)
+    _warn_left_out(settings, ev)
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
@@ -190,6 +227,8 @@ def results_import(
                              bin_edges=edges)
     _echo(f"imported {sum(rep.folds.values())} rows of {file} as {rep.method} ({rep.variant}) on {rep.cohort}, "
           f"seed {rep.seed}: folds {', '.join(f'{k} ({n} rows)' for k, n in rep.folds.items())}")
+    if rep.replaced:
+        _echo(f"replaced the runs stored before under this key (folds {', '.join(map(str, rep.replaced))})")
     if rep.skipped_other_cohorts:
         _echo(f"skipped {rep.skipped_other_cohorts} rows of other cohorts")
     if rep.dropped:

@@ -11,6 +11,7 @@ the same final predictions.
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -145,42 +146,48 @@ def train_fold(
     """Train ``info``'s model on the fold held by ``batches`` and evaluate it after every epoch.
 
     ``checkpoint``: where to save the full training state after each epoch; if it exists when the
-    fold starts, training resumes from it. ``stop_after_epoch`` ends early (used by fault tests).
+    fold starts, training resumes from it (a checkpoint that cannot be loaded safely or does not fit
+    is reported on stderr, deleted, and the fold trains from the start). ``stop_after_epoch`` ends
+    early (used by fault tests).
     """
     train_cfg = config["train"]
     progress = progress or Progress()
     t0 = time.perf_counter()
-    seed_everything(seed)
-    order_gen = torch.Generator().manual_seed(seed)
     if batches.generator is None:
         batches.generator = torch.Generator().manual_seed(seed + 1)
-    model = info.build(dims, config["model"]).to(batches.device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, train_cfg)
     t = batches.t
     bs, accum = train_cfg["batch_size"], train_cfg["grad_accum"]
+    check_accumulation(train_cfg, len(t.train))
     steps_per_epoch = max(1, -(-len(t.train) // bs) // accum)
-    sched = make_scheduler(opt, train_cfg, steps_per_epoch)
+    epochs = train_cfg["epochs"]
+    state = _usable_checkpoint(checkpoint, epochs) if checkpoint is not None and checkpoint.is_file() else None
+    cap_state = batches.generator.get_state()
+
+    def fresh() -> tuple[SurvivalModel, torch.optim.Optimizer, Any, torch.Generator]:
+        seed_everything(seed)
+        order_gen = torch.Generator().manual_seed(seed)
+        model = info.build(dims, config["model"]).to(batches.device)
+        opt = make_optimizer([p for p in model.parameters() if p.requires_grad], train_cfg)
+        return model, opt, make_scheduler(opt, train_cfg, steps_per_epoch), order_gen
+
+    model, opt, sched, order_gen = fresh()
     bins_np, cens_np = t.bins.cpu().numpy(), t.censorship.cpu().numpy()
 
     frames: list[pd.DataFrame] = []
     logs: list[EpochLog] = []
     start_epoch = 1
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=batches.device, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if sched is not None and state.get("scheduler") is not None:
-            sched.load_state_dict(state["scheduler"])
-        order_gen.set_state(state["order_gen"])
-        batches.generator.set_state(state["cap_gen"])
-        _set_rng(state["rng"])
-        frames = [pd.DataFrame(state["predictions"])] if len(state["predictions"]) else []
-        logs = [EpochLog(**e) for e in state["epochs"]]
-        start_epoch = state["epoch"] + 1
+    if state is not None:
+        try:
+            frames, logs = _restore(state, model, opt, sched, order_gen, batches.generator)
+            start_epoch = state["epoch"] + 1
+        except (CheckpointError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            # a state that does not fit this model or optimiser: discard it and train from the start
+            assert checkpoint is not None
+            _discard_checkpoint(checkpoint, f"it does not fit this run: {exc}")
+            batches.generator.set_state(cap_state)
+            model, opt, sched, order_gen = fresh()
     resumed_from = start_epoch - 1
 
-    epochs = train_cfg["epochs"]
     step = 0
     for epoch in range(start_epoch, epochs + 1):
         e0 = time.perf_counter()
@@ -234,16 +241,94 @@ def train_fold(
                       resumed_from=resumed_from)
 
 
+def check_accumulation(train: Mapping[str, Any], n_train: int) -> None:
+    """Refuse gradient accumulation longer than an epoch: the optimiser would never step."""
+    bs, accum = train["batch_size"], train["grad_accum"]
+    n_batches = max(1, -(-n_train // bs))
+    if accum > n_batches:
+        raise BenchError(f"grad_accum={accum} is longer than an epoch: {n_train} training patients in batches of {bs} "
+                         f"make {n_batches} batch(es) per epoch, so the optimiser would never step; use "
+                         f"--set grad_accum={n_batches} or less")
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints: tensors and plain data only, read with torch.load(weights_only=True) so a planted
+# file cannot run code; RNG states are stored as tensors.
+
+CHECKPOINT_FORMAT = 2
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be resumed (the message says why)."""
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The training state saved in ``path``, loaded without running any of its code, or a CheckpointError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # unpickling refused, truncated zip, unreadable file: all unusable
+        raise CheckpointError(f"cannot be loaded safely: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") \
+            from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"not a survbench checkpoint of format {CHECKPOINT_FORMAT}")
+    kinds = {"model": dict, "optimizer": dict, "order_gen": torch.Tensor, "cap_gen": torch.Tensor, "rng": dict,
+             "predictions": dict, "epochs": list, "epoch": int}
+    for key, kind in kinds.items():
+        if not isinstance(state.get(key), kind):
+            raise CheckpointError(f"its '{key}' entry is missing or not a {kind.__name__}")
+    if state["epoch"] < 1 or len(state["epochs"]) != state["epoch"]:
+        raise CheckpointError(f"epoch {state['epoch']} does not match its {len(state['epochs'])} logged epoch(s)")
+    return state
+
+
+def _discard_checkpoint(path: Path, reason: str) -> None:
+    path.unlink(missing_ok=True)
+    sys.stderr.write(f"warning: checkpoint {path} {reason}; deleted it, the fold trains from epoch 1\n")
+
+
+def _usable_checkpoint(path: Path, epochs: int) -> dict[str, Any] | None:
+    """The checkpoint's state if it can be resumed for a run of ``epochs`` epochs; else it is discarded."""
+    try:
+        state = read_checkpoint(path)
+        if state["epoch"] >= epochs:
+            raise CheckpointError(f"is after epoch {state['epoch']} of a {epochs}-epoch run")
+    except CheckpointError as exc:
+        _discard_checkpoint(path, str(exc))
+        return None
+    return state
+
+
+def _restore(state: Mapping[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any,
+             order_gen: torch.Generator, cap_gen: torch.Generator) -> tuple[list[pd.DataFrame], list[EpochLog]]:
+    """Load a checkpoint's state into the run; (prediction frames, epoch logs) so far."""
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    if sched is not None and state.get("scheduler") is not None:
+        sched.load_state_dict(state["scheduler"])
+    order_gen.set_state(state["order_gen"])
+    cap_gen.set_state(state["cap_gen"])
+    _set_rng(state["rng"])
+    frames = [pd.DataFrame(state["predictions"])] if len(state["predictions"]) else []
+    return frames, [EpochLog(**e) for e in state["epochs"]]
+
+
 def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    version, internal, gauss = random.getstate()
+    _name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                       "gauss": float(cached)},
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def _set_rng(state: Mapping[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -256,6 +341,7 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimi
 
     preds = pd.concat(frames, ignore_index=True).to_dict(orient="list") if frames else {}
     state = {
+        "format": CHECKPOINT_FORMAT,
         "model": model.state_dict(),
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict() if sched is not None else None,
@@ -263,7 +349,8 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimi
         "cap_gen": cap_gen.get_state(),
         "rng": _rng_state(),
         "predictions": preds,
-        "epochs": [e.__dict__ for e in logs],
+        "epochs": [{**e.__dict__, "val_cindex": float(e.val_cindex), "train_loss": float(e.train_loss),
+                    "aux": {k: float(v) for k, v in e.aux.items()}} for e in logs],
         "epoch": epoch,
     }
     with atomic_path(path) as tmp:

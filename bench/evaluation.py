@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 
 from bench import survival_metrics as sm
-from bench.config import parse_sets
+from bench.config import Settings, parse_sets
 from bench.errors import BenchError
 from bench.metrics import PROTOCOLS, cindex, epoch_cindex, mean_std, seed_summary, select_epoch
-from bench.predictions import StoredRun, scan
+from bench.predictions import StoredRun, store_layout
 
 Overrides = tuple[tuple[str, str], ...]
 DEFAULT: Overrides = ()
@@ -336,11 +336,32 @@ class Cell:
 
 
 class Evaluation:
-    """The prediction store under ``results``, indexed by (method, variant, cohort) -> seed -> fold."""
+    """The runs of the prediction store under ``results`` that verify, indexed by (method, variant, cohort) ->
+    seed -> fold.
 
-    def __init__(self, results: Path, expected_folds: Callable[[str], int] | int = DEFAULT_FOLDS):
+    Every run directory is checked once by :func:`bench.verify.inspect_run` (with ``settings``, also
+    against its cohort's split file); those that fail are in ``excluded``, folders that are not run
+    folders in ``ignored``, and neither reaches a table or figure.
+    """
+
+    def __init__(self, results: Path, expected_folds: Callable[[str], int] | int = DEFAULT_FOLDS,
+                 settings: Settings | None = None):
+        from bench.verify import Problem, SplitMembers, inspect_run
+
         self.results = Path(results)
-        self.runs = scan(self.results)
+        layout = store_layout(self.results)
+        self.ignored: list[Path] = layout.ignored
+        self.excluded: list[Problem] = []
+        self.runs: list[StoredRun] = []
+        self._preds: dict[Path, pd.DataFrame] = {}
+        members = SplitMembers(settings) if settings is not None else None
+        for d in layout.runs:
+            checked = inspect_run(d, settings, members)
+            if isinstance(checked, Problem):
+                self.excluded.append(checked)
+            else:
+                self.runs.append(checked.run)
+                self._preds[d] = checked.predictions
         self._expected = expected_folds
         self.duplicates: list[Path] = []
         self._index: dict[tuple[str, Overrides, str], dict[int, dict[int, StoredRun]]] = {}
@@ -355,7 +376,6 @@ class Evaluation:
                 self.duplicates.append(run.path)  # the same key stored twice (e.g. under two folder names)
                 continue
             folds[fold] = run
-        self._preds: dict[Path, pd.DataFrame] = {}
         self._per_epoch: dict[Path, pd.Series] = {}
         self._cells: dict[tuple[str, Overrides, str, str], Cell | None] = {}
 

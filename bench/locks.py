@@ -13,8 +13,11 @@ import fcntl
 import json
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any
+
+from bench.errors import BenchError
 
 LOCK_NAME = ".lock"
 
@@ -27,9 +30,13 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> bool:
-        """Take the lock; False if another live process holds it."""
+        """Take the lock; False if another live process holds it.
+
+        The lock file is opened without following a symbolic link (a planted link would otherwise
+        truncate and overwrite its target); a link or anything but a plain file is a BenchError.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_plain(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -55,21 +62,34 @@ class RunLock:
         self.release()
 
 
-def holder(run_dir: Path) -> dict[str, Any] | None:
-    """Who holds the run's lock right now (pid, host, started), or None if nobody does."""
-    path = Path(run_dir) / LOCK_NAME
-    if not path.exists():
-        return None
+def _open_plain(path: Path, flags: int) -> int:
+    """``os.open`` of a lock file that must be a plain file, never through a symbolic link."""
+    fix = "delete it and rerun (survbench creates the lock file itself)"
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise BenchError(f"{path} is a symbolic link (to {os.readlink(path)}), not a lock file; {fix}") from None
+        raise BenchError(f"cannot open lock file {path}: {exc.strerror or exc}; {fix}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BenchError(f"{path} is not a plain file, so it cannot be a lock file; {fix}")
+    return fd
+
+
+def holder(run_dir: Path) -> dict[str, Any] | None:
+    """Who holds the run's lock right now (pid, host, started), or None if nobody does (or no usable lock file)."""
+    path = Path(run_dir) / LOCK_NAME
+    try:
+        fd = _open_plain(path, os.O_RDONLY)
+    except BenchError:
         return None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                return json.loads(path.read_text() or "{}")
+                return json.loads(os.pread(fd, 1 << 16, 0) or b"{}")
             except (OSError, ValueError):
                 return {}
         fcntl.flock(fd, fcntl.LOCK_UN)

@@ -8,12 +8,19 @@ only, as in stores written by ``bench run``), ``bin`` (or ``disc_label``), ``haz
 in the fold's ``val`` (or ``train``) column of ``splits/<cohort>/splits_<fold>.csv``, and its
 ``survival_months`` / ``censorship`` must equal the cohort table's. Rows that do not match are
 refused: the import stops and names them, or with ``drop_unmatched`` they are left out and listed
-in the manifests. One run per fold is written, like ``bench run`` does.
+in the manifests. Hazards and survival probabilities must lie in [0, 1] and ``bin`` be a time-bin
+label 0..n_bins-1 (-1: unknown). One run per fold is written, like ``bench run`` does, all at once:
+every fold is staged in a hidden folder beside the key's ``seed<s>`` folder and moved into place only
+when all are written, so a failed import leaves the runs stored before intact. ``force`` replaces
+every run stored under the key (folds the file lacks included).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +29,12 @@ import numpy as np
 import pandas as pd
 
 from bench.cohort import Cohort, canonical_name, load_cohort, resolve_cohort, short_name, table_builds
-from bench.config import Settings, parse_sets, variant_name
+from bench.config import SEED_HELP, SEED_LIMIT, Settings, parse_sets, variant_name
 from bench.errors import BenchError
 from bench.io import sha256_file, sha256_json
+from bench.locks import holder
 from bench.metrics import epoch_cindex
-from bench.predictions import read_manifest, run_dir, write_run
+from bench.predictions import read_manifest, run_dir, run_key, write_run
 
 REQUIRED = ("case_id", "fold", "risk", "survival_months", "censorship")
 PATHOLOGY = ("real", "synthetic", "none", "unknown")
@@ -43,6 +51,7 @@ class ImportReport:
     paths: list[Path] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     skipped_other_cohorts: int = 0
+    replaced: list[int] = field(default_factory=list)  # folds stored under the key before (--force)
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -57,7 +66,15 @@ def read_table(path: Path) -> pd.DataFrame:
     if missing:
         raise BenchError(f"{path} lacks column(s) {', '.join(missing)}; it needs {', '.join(REQUIRED)} "
                          "(optional: epoch, split, bin, hazard_<k>, surv_<k>)")
+    if df.empty:
+        raise BenchError(f"{path} has a header but no rows; add one row per patient and fold")
     return df
+
+
+def _cell(df: pd.DataFrame, col: str, i: int) -> str:
+    """Row ``i``'s value of ``col`` as the file shows it (``1.5``, ``nan``, ``'x'``), for error messages."""
+    value = df[col].iloc[i]
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _numeric(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
@@ -65,12 +82,36 @@ def _numeric(df: pd.DataFrame, col: str, path: Path) -> pd.Series:
     bad = values.isna() | ~np.isfinite(values.astype(float))
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise BenchError(f"{path}: row {i + 2} has {col}={df[col].iloc[i]!r}; it must be a finite number")
+        raise BenchError(f"{path}: row {i + 2} has {col}={_cell(df, col, i)}; it must be a finite number")
     return values
 
 
-def normalise(df: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Check types and fill optional columns (epoch, split, bin, surv from hazards)."""
+def _probabilities(df: pd.DataFrame, cols: list[str], path: Path) -> None:
+    for col in cols:
+        values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
+        bad = ~((values >= 0) & (values <= 1))  # NaN fails too
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BenchError(f"{path}: row {i + 2} has {col}={_cell(df, col, i)}; it must be a probability between "
+                             "0 and 1")
+
+
+def _bins(df: pd.DataFrame, col: str, n_bins: int, path: Path) -> pd.Series:
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = ~(values.isin(range(-1, n_bins)))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise BenchError(f"{path}: row {i + 2} has {col}={_cell(df, col, i)}; it must be a time-bin label "
+                         f"0..{n_bins - 1} (-1: unknown), n_bins being the number of hazard_<k> columns (or of "
+                         "--bin-edges values minus one)")
+    return values.astype(int)
+
+
+def normalise(df: pd.DataFrame, path: Path, n_bins: int = 4) -> pd.DataFrame:
+    """Check types and fill optional columns (epoch, split, bin, surv from hazards).
+
+    ``n_bins``: the number of time bins when the file has no ``hazard_<k>`` or ``surv_<k>`` columns.
+    """
     out = df.copy()
     out["case_id"] = out["case_id"].astype(str).str.strip()
     for col in ("fold", "risk", "survival_months", "censorship"):
@@ -90,10 +131,11 @@ def normalise(df: pd.DataFrame, path: Path) -> pd.DataFrame:
     out["split"] = out["split"].fillna("val").str.strip() if "split" in out.columns else "val"
     if not out["split"].isin(("val", "train")).all():
         raise BenchError(f"{path}: split must be 'val' or 'train'")
-    if "bin" not in out.columns:
-        out["bin"] = out["disc_label"] if "disc_label" in out.columns else -1  # -1: bin unknown
     hazards = sorted((c for c in out.columns if c.startswith("hazard_")), key=lambda c: int(c.split("_")[1]))
     survs = [c for c in out.columns if c.startswith("surv_")]
+    _probabilities(out, hazards + survs, path)
+    bin_col = "bin" if "bin" in out.columns else ("disc_label" if "disc_label" in out.columns else None)
+    out["bin"] = -1 if bin_col is None else _bins(out, bin_col, len(hazards) or len(survs) or n_bins, path)
     if hazards and not survs:
         surv = np.cumprod(1.0 - out[hazards].to_numpy(dtype=float), axis=1)
         for k in range(surv.shape[1]):
@@ -192,7 +234,12 @@ def import_predictions(
     info = get_method(method) if registered else None
     variant_folder = variant_name(overrides)
     seed = settings["run"]["seed"] if seed is None else seed
+    if not 0 <= seed < SEED_LIMIT:
+        raise BenchError(f"bad --seed {seed}: {SEED_HELP}")
     results = Path(results) if results else settings.results_dir
+    if results.exists() and not results.is_dir():
+        raise BenchError(f"--results {results} is a file, not a folder; give the folder of the prediction store "
+                         "(it is created if missing)")
 
     raw = read_table(file)
     skipped = 0
@@ -202,7 +249,9 @@ def import_predictions(
         raw = raw[mine]
         if raw.empty:
             raise BenchError(f"{file} has no rows of cohort {short_name(co.name)} in its 'cohort' column")
-    df = normalise(raw, file)
+    edges = [float(e) for e in bin_edges] if bin_edges else None
+    n_bins = len(edges) - 1 if edges else int(settings["data"]["n_bins"])
+    df = normalise(raw, file, n_bins)
     dup = df.duplicated(["fold", "epoch", "split", "case_id"], keep=False)
     if dup.any():
         r = df[dup].iloc[0]
@@ -222,7 +271,6 @@ def import_predictions(
         raise BenchError(f"{file}: no rows left to import")
 
     sha = sha256_file(file)
-    edges = [float(e) for e in bin_edges] if bin_edges else None
     n_surv = sum(c.startswith("surv_") for c in df.columns)
     if edges is not None and n_surv and len(edges) != n_surv + 1:
         raise BenchError(f"--bin-edges has {len(edges)} values but the file has {n_surv} survival columns; "
@@ -243,11 +291,16 @@ def import_predictions(
         if existing is not None and not force:
             raise BenchError(f"{d} already holds a run; pass --force to replace it or --results DIR to keep both")
         plans.append((fold, d, rows))
+    key_dir = run_dir(results, method, variant_folder, co.name, seed, 0).parent
+    busy = [d for d in sorted(key_dir.glob("fold*")) if holder(d) is not None]
+    if busy:
+        raise BenchError(f"{busy[0]} is being trained by another process; import when it has finished")
 
     cols = ["case_id", "epoch", "split", "survival_months", "censorship", "bin", "risk",
             *sorted((c for c in df.columns if c.startswith("hazard_")), key=lambda c: int(c.split("_")[1])),
             *sorted((c for c in df.columns if c.startswith("surv_")), key=lambda c: int(c.split("_")[1]))]
     imported_at = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    runs = []
     for fold, d, rows in plans:
         preds = rows[cols].sort_values(["epoch", "split", "case_id"], kind="stable").reset_index(drop=True)
         per_epoch = epoch_cindex(preds)
@@ -274,7 +327,53 @@ def import_predictions(
                          "dropped_rows": dropped_by_fold.get(fold, [])},
             "epochs": [{"epoch": int(e), "train_loss": None, "val_cindex": float(c)} for e, c in per_epoch.items()],
         }
-        write_run(d, preds, manifest)
+        runs.append((fold, preds, manifest))
         report.folds[fold] = len(preds)
         report.paths.append(d)
+    report.replaced = _store_key(key_dir, runs, force)
     return report
+
+
+def _store_key(key_dir: Path, runs: list[tuple[int, pd.DataFrame, dict[str, Any]]], force: bool) -> list[int]:
+    """Write ``runs`` (fold, predictions, manifest) under ``key_dir`` all at once; the folds replaced (``force``).
+
+    Every fold is staged in a hidden folder beside ``key_dir`` first; on any error nothing stored changes.
+    """
+    fix = "the runs stored before are intact; free disk space or fix permissions and rerun"
+    try:
+        key_dir.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{key_dir.name}.import-", dir=key_dir.parent))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(stage, 0o777 & ~mask)  # it becomes the key's folder: not mkdtemp's private 0700
+    except OSError as exc:
+        raise BenchError(f"could not write under {key_dir.parent}: {exc.strerror or exc}; {fix}") from exc
+    try:
+        for fold, preds, manifest in runs:
+            write_run(stage / f"fold{fold}", preds, manifest)
+        before = sorted(k.fold for d in key_dir.glob("fold*") if d.is_dir() and (k := run_key(d)) is not None)
+        try:
+            if not key_dir.exists():
+                os.rename(stage, key_dir)
+            elif force:  # the whole key is replaced: no fold of an earlier file survives next to the new ones
+                old = stage.with_name(stage.name + ".replaced")
+                os.rename(key_dir, old)
+                try:
+                    os.rename(stage, key_dir)
+                except OSError:
+                    os.rename(old, key_dir)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+                return before
+            else:  # new folds of a key that holds others (a complete fold of this file was refused above)
+                for fold, _, _ in runs:
+                    dest = key_dir / f"fold{fold}"
+                    if dest.exists():  # an unfinished run's leftovers
+                        shutil.rmtree(dest)
+                    os.rename(stage / f"fold{fold}", dest)
+        except OSError as exc:
+            raise BenchError(f"could not move the imported runs into {key_dir}: {exc.strerror or exc}; {fix}") \
+                from exc
+        return []
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

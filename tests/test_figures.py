@@ -16,18 +16,20 @@ from bench.figures import choose_method, epoch_figures, km_figure, ttest_figure
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def _store(results, method: str = "ccl", cohorts=("tcga_blca", "tcga_luad"), epochs: int = 3):
-    """5 folds x 12 patients per cohort; risk = -time at the last epoch (noisier before)."""
+def _store(results, method: str = "ccl", cohorts=("tcga_blca", "tcga_luad"), epochs: int = 3, splits=None):
+    """5 folds x 12 patients per cohort; risk = -time at the last epoch (noisier before). ``splits``: the
+    (val ids, train ids) of each cohort's folds, for a store that verifies against a project's splits."""
     rng = np.random.default_rng(1)
     for cohort in cohorts:
         for k in range(5):
-            t = rng.uniform(1, 100, 12).round(2)
-            c = (rng.random(12) < 0.3).astype(int)
-            ids = [f"{cohort}-{k}-{i}" for i in range(12)]
-            frames = [rows(ids, t, c, -t + rng.normal(0, 30 * (epochs - e), 12), epoch=e)
+            ids, train = splits[cohort][k] if splits else ([f"{cohort}-{k}-{i}" for i in range(12)],
+                                                           [f"T{k}{i}" for i in range(40)])
+            t = rng.uniform(1, 100, len(ids)).round(2)
+            c = (rng.random(len(ids)) < 0.3).astype(int)
+            frames = [rows(ids, t, c, -t + rng.normal(0, 30 * (epochs - e), len(ids)), epoch=e)
                       for e in range(1, epochs + 1)]
-            frames.append(rows([f"T{k}{i}" for i in range(40)], rng.uniform(1, 100, 40), np.zeros(40, int),
-                               rng.normal(size=40), epoch=epochs, split="train"))
+            frames.append(rows(train, rng.uniform(1, 100, len(train)), np.zeros(len(train), int),
+                               rng.normal(size=len(train)), epoch=epochs, split="train"))
             add_run(results, method, cohort, k, frames, modality="multimodal", pathology="real", title=method.upper())
     return Evaluation(results)
 
@@ -81,8 +83,11 @@ def test_default_method_is_ccl_else_the_best(tmp_path):
 
 def test_cli_figures(toy):
     from bench.cli import app
+    from bench.cohort import load_cohort
 
-    _store(toy.root / "results", method="meanmil", cohorts=("tcga_toy",))
+    co = load_cohort(toy.settings, toy.cohort)
+    splits = {"tcga_toy": [([co.case_ids[i] for i in s.val], [co.case_ids[i] for i in s.train]) for s in co.splits]}
+    _store(toy.root / "results", method="meanmil", cohorts=("tcga_toy",), splits=splits)
     res = CliRunner().invoke(app, ["figures", "--out", "figs"])
     assert res.exit_code == 0, res.output
     names = sorted(p.name for p in (toy.root / "figs").iterdir())

@@ -357,15 +357,20 @@ def test_cli_tables_on_empty_store_explains(toy):
 
 def test_cli_tables_writes_files(toy):
     from bench.cli import app
+    from bench.cohort import load_cohort
 
-    add_cell(toy.root / "results", "snn", "tcga_toy", [[1.0, 5 / 6]] * 5)
+    co = load_cohort(toy.settings, toy.cohort)
+    for k, split in enumerate(co.splits):  # the fold's own val patients: tables read only runs that verify
+        t, c = co.time[split.val], co.censorship[split.val].astype(int)
+        ids = [co.case_ids[i] for i in split.val]
+        add_run(toy.root / "results", "snn", "tcga_toy", k, [rows(ids, t, c, -t, epoch=1), rows(ids, t, c, t, epoch=2)])
     out = toy.root / "tables"
     res = CliRunner().invoke(app, ["tables", "--format", "markdown", "--out", str(out), "--protocol", "both"])
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in out.iterdir())
     assert "table1_best-val_cindex.md" in files and "table2_last.md" in files and len(files) == 8
     text = (out / "table1_last_cindex.md").read_text()
-    assert "**0.8333 ± 0.0000**" in text and "| TOY " in text
+    assert "**0.0000 ± 0.0000**" in text and "| TOY " in text  # last epoch: risk = time, every pair discordant
     assert "bench run --method snntrans --cohort TOY" in text and "--cohort BLCA" not in text
 
 
