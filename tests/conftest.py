@@ -9,9 +9,16 @@ import torch
 
 from bench.toy import ToyProject, make_toy_project
 
-# Two cores: keep torch single-threaded in tests so parallel workers do not oversubscribe the CPU.
-torch.set_num_threads(1)
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Torch threads for the whole suite (and the `bench` subprocesses it starts): SURVBENCH_TEST_THREADS, default 1.
+# Nothing may depend on it: `make test TEST_THREADS=2` must pass as `make test` does. Determinism tests compare
+# runs inside one process configuration only.
+THREADS = int(os.environ.get("SURVBENCH_TEST_THREADS", "1"))
+torch.set_num_threads(THREADS)
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+
+
+def pytest_report_header(config) -> str:
+    return f"survbench: torch threads {torch.get_num_threads()} (SURVBENCH_TEST_THREADS)"
 
 
 @pytest.fixture
