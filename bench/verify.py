@@ -32,6 +32,7 @@ from bench.predictions import (
     MANIFEST,
     PREDICTIONS,
     REQUIRED_COLUMNS,
+    RunKey,
     StoredRun,
     run_key,
     store_layout,
@@ -42,6 +43,8 @@ from bench.runner import RUN_SPEC
 
 @dataclass
 class Problem:
+    """Why a run directory does not verify, and the command that redoes it."""
+
     path: Path
     kind: str  # interrupted | running | corrupt | incomplete
     detail: str
@@ -56,14 +59,30 @@ class VerifiedRun:
     predictions: pd.DataFrame
 
 
-def _redo_command(method: str, cohort: str, fold: int, seed: int, overrides: Mapping[str, Any], force: bool) -> str:
+def _redo_command(method: str, cohort: str, fold: int, seed: int, overrides: Mapping[str, Any] | None, force: bool,
+                  variant: str = "default") -> str:
+    """The ``bench run`` that redoes a run; ``overrides`` None: unknown (unreadable manifest), named by ``variant``."""
     parts = [f"bench run --method {method} --cohort {short_name(cohort)} --folds {fold} --seed {seed}"]
     if overrides:
         pairs = (f"{k.split('.', 1)[-1]}={format_value(v)}" for k, v in sorted(overrides.items()))
         parts.append("--set " + ",".join(pairs))
+    elif overrides is None and variant != "default":
+        if variant.startswith("cfg-"):
+            parts.append(f"--set <the overrides of variant {variant}>")
+        else:
+            parts.append(f"--set {variant}" if "=" in variant else f"--variant {variant}")
     if force:
         parts.append("--force")
     return " ".join(parts)
+
+
+def _reimport_command(m: Mapping[str, Any], key: RunKey) -> str:
+    """The ``bench results import`` that redoes an imported run (the whole key: imports replace keys at once)."""
+    parts = [f"bench results import {_obj(m.get('imported')).get('file') or 'FILE'} --method {key.method} "
+             f"--cohort {short_name(key.cohort)} --seed {key.seed}"]
+    if key.variant != "default":
+        parts.append(f"--variant {key.variant}")
+    return " ".join([*parts, "--force"])
 
 
 class SplitMembers:
@@ -91,7 +110,7 @@ class SplitMembers:
         return out
 
 
-def _interrupted(d: Path, method: str, cohort: str, seed: int, fold: int) -> Problem:
+def _interrupted(d: Path, key: RunKey) -> Problem:
     spec: dict[str, Any] = {}
     if (d / RUN_SPEC).exists():
         try:
@@ -100,9 +119,9 @@ def _interrupted(d: Path, method: str, cohort: str, seed: int, fold: int) -> Pro
             spec = {}
         if not isinstance(spec, dict):
             spec = {}
-    overrides = spec.get("overrides") if isinstance(spec.get("overrides"), dict) else {}
+    overrides = spec["overrides"] if isinstance(spec.get("overrides"), dict) else None
     cmd = spec.get("command") if isinstance(spec.get("command"), str) else None
-    cmd = cmd or _redo_command(method, cohort, fold, seed, overrides, False)
+    cmd = cmd or _redo_command(key.method, key.cohort, key.fold, key.seed, overrides, False, key.variant)
     who = holder(d)
     if who is not None:
         return Problem(d, "running", f"being trained by pid {who.get('pid')} on {who.get('host')}", cmd)
@@ -133,15 +152,16 @@ def inspect_run(d: Path, settings: Settings | None = None, members: SplitMembers
     method, cohort, seed, fold = key.method, key.cohort, key.seed, key.fold
     manifest_path = d / MANIFEST
     if not manifest_path.is_file():
-        return _interrupted(d, method, cohort, seed, fold)
-    redo = _redo_command(method, cohort, fold, seed, {}, True)
+        return _interrupted(d, key)
+    redo = _redo_command(method, cohort, fold, seed, None, True, key.variant)
     try:
         m = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return Problem(d, "corrupt", f"manifest unreadable ({exc})", redo)
     if not isinstance(m, dict):
         return Problem(d, "corrupt", f"manifest is a JSON {type(m).__name__}, not an object", redo)
-    redo = _redo_command(method, cohort, fold, seed, _obj(m.get("overrides")), True)
+    redo = _reimport_command(m, key) if m.get("imported") else _redo_command(
+        method, cohort, fold, seed, m["overrides"] if isinstance(m.get("overrides"), dict) else None, True, key.variant)
     if m.get("status") != "complete":
         return Problem(d, "incomplete", f"manifest status {m.get('status')!r}", redo)
     stored_key = _obj(m.get("key"))

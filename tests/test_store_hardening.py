@@ -46,7 +46,7 @@ def _one_line_error(code: int, err: str) -> str:
     return lines[0]
 
 
-def _cell(toy, method: str = "snn", epochs: int = 2, seed: int = 0) -> None:
+def _cell(toy, method: str = "snn", epochs: int = 2, seed: int = 0, overrides=None) -> None:
     """Five folds of ``method`` on the toy cohort with each fold's own patients (so every run verifies)."""
     co = load_cohort(toy.settings, toy.cohort)
     rng = np.random.default_rng(seed)
@@ -56,7 +56,7 @@ def _cell(toy, method: str = "snn", epochs: int = 2, seed: int = 0) -> None:
         tr = split.train
         frames.append(rows([co.case_ids[i] for i in tr], co.time[tr], co.censorship[tr].astype(int),
                            rng.normal(size=len(tr)), epoch=epochs, split="train"))
-        add_run(toy.root / "results", method, co.name, k, frames, seed=seed)
+        add_run(toy.root / "results", method, co.name, k, frames, seed=seed, overrides=overrides)
 
 
 def _tables(*extra: str):
@@ -174,6 +174,31 @@ def test_stray_folders_are_noted_never_read(toy, monkeypatch, capsys):
     assert code == 0, out + err
     assert "note: ignored results/snn/default/tcga_toy/seed0/fold0.bak" in out
     assert out.rstrip().endswith("5 run(s) checked: all complete and consistent")
+
+
+def test_figures_leave_out_a_run_that_does_not_verify(toy):
+    from bench.cli import app
+
+    _cell(toy)
+    _edit_risk(toy.root / FOLD0)
+    res = CliRunner().invoke(app, ["figures", "--fig", "6", "--method", "snn", "--out", "figs"])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [f"warning: left out {FOLD0} (corrupt: predictions.csv does not match the "
+                                       f"manifest's sha256); {REDO0}"]
+    toy_row = next(ln.split() for ln in res.stdout.splitlines() if ln.startswith("TOY"))
+    assert toy_row[1:3] == ["40", "40"]  # the 80 val patients of the four folds that verify, not 100
+
+
+def test_redo_commands_name_the_variant_and_the_import(toy, tmp_path):
+    _cell(toy, "ccl", overrides={"model.k": 9})
+    (toy.root / "results/ccl/k=9/tcga_toy/seed0/fold0/manifest.json").write_text("{")
+    f = _import_file(toy, tmp_path, "a.csv")
+    import_predictions(toy.settings, f, method="outside", cohort="toy")
+    _edit_risk(toy.root / "results/outside/default/tcga_toy/seed0/fold2")
+    _, problems = verify_store(toy.settings)
+    assert [p.command for p in problems] == [
+        "bench run --method ccl --cohort TOY --folds 0 --seed 0 --set k=9 --force",
+        f"bench results import {f} --method outside --cohort TOY --seed 0 --force"]
 
 
 def test_each_predictions_file_is_read_once(toy, monkeypatch):
@@ -364,12 +389,16 @@ def test_import_refuses_bad_values_with_one_line(toy, tmp_path, monkeypatch, cap
     assert not (toy.settings.results_dir / "outside").exists()
 
 
-def test_import_refuses_negative_seed_and_header_only_file(toy, tmp_path, monkeypatch, capsys):
+def test_import_refuses_negative_seed_a_file_as_results_and_header_only_file(toy, tmp_path, monkeypatch, capsys):
     f = _import_file(toy, tmp_path, "x.csv")
     code, _, err = _main(monkeypatch, capsys, "results", "import", str(f), "--method", "o", "--cohort", "TOY",
                          "--seed", "-1")
     assert _one_line_error(code, err) == ("error: bad --seed -1: a seed is an integer with 0 <= seed < 2**32 (what "
                                           "numpy and torch seeding accept)")
+    code, _, err = _main(monkeypatch, capsys, "results", "import", str(f), "--method", "o", "--cohort", "TOY",
+                         "--results", str(f))
+    assert _one_line_error(code, err) == (f"error: --results {f} is a file, not a folder; give the folder of the "
+                                          "prediction store (it is created if missing)")
     f.write_text("case_id,fold,risk,survival_months,censorship\n")
     code, _, err = _main(monkeypatch, capsys, "results", "import", str(f), "--method", "o", "--cohort", "TOY")
     assert _one_line_error(code, err) == f"error: {f} has a header but no rows; add one row per patient and fold"
