@@ -11,7 +11,9 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 from tabulate import tabulate
 
 from bench.errors import BenchError
@@ -34,12 +36,9 @@ def _settings():
 
 
 def _parse_folds(text: str | None) -> list[int] | None:
-    if text is None or text.strip().lower() == "all":
-        return None
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise BenchError(f"bad --folds '{text}': write fold numbers like 0,2 or 'all'") from None
+    from bench.sweep import parse_ints
+
+    return parse_ints(text, "folds")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -65,19 +64,21 @@ def run(
     from bench.config import parse_sets
     from bench.runner import execute, plan_run, summarize
 
+    if workers < 1:
+        raise BenchError(f"bad --workers {workers}: must be >= 1")
     settings = _settings()
     plan = plan_run(settings, method, cohort, folds=_parse_folds(folds), seed=seed, epochs=epochs, device=device,
                     sets=parse_sets(set_ or []), variant=variant, features=features, results=results)
     info = plan.info
-    console.print(f"[bold]{info.title}[/] on [bold]{plan.cohort.name}[/] · variant [cyan]{plan.variant}[/] "
-                  f"(config {plan.chash}) · seed {plan.seed} · device {plan.device} · genomics build "
-                  f"{plan.cohort.build}")
+    console.print(f"[bold]{escape(info.title)}[/] on [bold]{plan.cohort.name}[/] · variant "
+                  f"[cyan]{escape(plan.variant)}[/] (config {plan.chash}) · seed {plan.seed} · device {plan.device} · "
+                  f"genomics build {escape(plan.cohort.build)}")
     if plan.store is not None:
         s = plan.store.info
-        console.print(f"pathology features: {s.kind.upper()} store {s.path.name} ({s.n_slides} slides, "
+        console.print(f"pathology features: {s.kind.upper()} store {escape(s.path.name)} ({s.n_slides} slides, "
                       f"{s.n_patches} patches x {s.dim}, {s.nbytes / 2**20:.0f} MiB)")
         if plan.store.notice:
-            err_console.print(f"[yellow]{plan.store.notice}[/]")
+            err_console.print(f"[yellow]{escape(plan.store.notice)}[/]")
     epochs_total = plan.config["train"]["epochs"]
 
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -110,12 +111,13 @@ def run(
                 console.print(f"  fold {out.fold}: already stored, skipped (--force retrains)")
             elif out.status == "busy":
                 console.print(f"  fold {out.fold}: another process is training it right now, skipped")
+            elif out.status == "interrupted":
+                console.print(f"  fold {out.fold}: interrupted, its worker process died (killed or out of memory); "
+                              f"rerun to resume it from its checkpoint -> {out.path}", markup=False)
             else:
-                console.print(f"  fold {out.fold}: {out.status} in {out.seconds:.1f}s -> {out.path}")
+                console.print(f"  fold {out.fold}: {out.status} in {out.seconds:.1f}s -> {out.path}", markup=False)
 
-        if workers < 1:
-            raise BenchError(f"--workers must be >= 1, got {workers}")
-        execute(plan, force=force, progress=progress_for, on_fold=on_fold, workers=workers)
+        outcomes = execute(plan, force=force, progress=progress_for, on_fold=on_fold, workers=workers)
 
     summary = summarize(plan)
     rows = [[f.fold, f"{f.best_cindex:.4f}", f.best_epoch, f"{f.last_cindex:.4f}", f.last_epoch] for f in summary.folds]
@@ -126,7 +128,12 @@ def run(
     kind = "synthetic" if plan.store is not None and plan.store.info.synthetic else (
         "real" if plan.store is not None else "none")
     console.print(f"protocols: best-val = max val C-index over epochs (official {info.title} rule: {info.selection}); "
-                  f"last = epoch {epochs_total}. Pathology: {kind}. Predictions: {plan.results}")
+                  f"last = epoch {epochs_total}. Pathology: {kind}. Predictions: {plan.results}", markup=False)
+    lost = [o.fold for o in outcomes if o.status == "interrupted"]
+    if lost:
+        err_console.print(f"{len(lost)} fold(s) interrupted (fold {', '.join(map(str, lost))}): a worker process "
+                          f"died; rerun the same command to resume from the checkpoint", markup=False)
+        sys.exit(1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -153,19 +160,20 @@ def methods(
                m.official_code or "—"]
         rows.append(row)
     headers = ["name", "title", "modality", "selection", "inferred", "source", "official code"]
-    console.print(tabulate(rows, headers=headers))
+    console.print(tabulate(rows, headers=headers), markup=False)
     if details:
         from bench.inspect import parameter_counts
 
         settings = _settings()
         for m in all_methods():
             counts = parameter_counts(settings, m)
-            console.print(f"\n[bold]{m.title}[/] ({m.name}) — {m.paper}")
-            console.print(f"  parameters: {counts}")
-            console.print(f"  defaults: train {dict(m.train) or 'bench.toml [train]'}; model {dict(m.hparams)}")
+            console.print(f"\n[bold]{escape(m.title)}[/] ({escape(m.name)}) — {escape(m.paper)}")
+            console.print(f"  parameters: {counts}", markup=False)
+            console.print(f"  defaults: train {dict(m.train) or 'bench.toml [train]'}; model {dict(m.hparams)}",
+                          markup=False)
             if m.variants:
-                console.print(f"  variants: {', '.join(m.variants)}")
-            console.print(f"  notes: {m.notes}")
+                console.print(f"  variants: {', '.join(m.variants)}", markup=False)
+            console.print(f"  notes: {m.notes}", markup=False)
 
 
 @app.command()
@@ -184,7 +192,8 @@ def cohorts() -> None:
                      co.genomics.shape[1], " / ".join(map(str, co.group_sizes)), sum(co.group_sizes),
                      ", ".join(table_builds(settings, name)), stores])
     console.print(tabulate(rows, headers=["cohort", "patients", "slides", "censored", "build", "genomic cols",
-                                          "groups " + "/".join(GROUP_NAMES), "grouped", "builds", "feature stores"]))
+                                          "groups " + "/".join(GROUP_NAMES), "grouped", "builds", "feature stores"]),
+                  markup=False)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -282,7 +291,7 @@ def perf(
                   f"peak host RSS {machine['peak_host_rss_mb']:.0f} MiB", markup=False)
     if json_out:
         write_json(json_out, results, machine)
-        console.print(f"wrote {json_out}")
+        console.print(f"wrote {json_out}", markup=False)
 
 
 @app.command()
@@ -296,18 +305,19 @@ def reproduce(
     from bench.cli_report import draw_figures, load_evaluation, tables
     from bench.evaluation import DEFAULT
     from bench.figures import FIGURES, choose_method, complete_methods
-    from bench.sweep import load_grid, run_spec
+    from bench.sweep import load_grid, run_spec, write_failures
 
     settings = _settings()
     grids = grid or sorted((settings.root / "grids").glob("*.toml"))
     if runs:
         for g in grids:
-            console.print(f"[bold]grid {g.name}[/]")
+            console.print(f"[bold]grid {escape(g.name)}[/]")
             spec = load_grid(g)
             spec.workers = workers
             tally = run_spec(settings, spec, lambda line: console.print(line, markup=False))
-            if tally.failed:
-                raise BenchError(f"{tally.failed} run(s) of {g.name} failed; see results/.sweep-failures.json")
+            failures = write_failures(settings, tally.failures)
+            if failures:
+                raise BenchError(f"grid {g.name}: {tally.summary()}; see {failures}")
     out = out if out.is_absolute() else settings.root / out
     tables(table="all", protocol="both", format_="markdown", out=out / "tables", compare_paper=True, results=None,
            metric=None, variant="default", bootstrap=1000)
@@ -336,7 +346,8 @@ def main() -> None:
     try:
         sys.exit(app(standalone_mode=False) or 0)
     except BenchError as exc:
-        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        # Text, not markup: the message quotes user input ('[/]', '[bold]x') verbatim
+        err_console.print(Text.assemble(("error:", "red"), f" {exc}"), soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted; completed folds are stored, an unfinished fold resumes from its checkpoint")

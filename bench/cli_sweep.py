@@ -50,7 +50,8 @@ def sweep(
                          folds=parse_ints(folds, "folds"), seeds=parse_ints(seeds, "seeds") or [0],
                          sets=[parse_sets(set_ or [])], epochs=epochs)
     spec.executor = executor or spec.executor
-    spec.workers = workers or spec.workers
+    if workers is not None:  # not `workers or ...`: --workers 0 is an error, not the default
+        spec.workers = workers
     for k, v in (("partition", partition), ("time", time_min), ("gpus_per_node", gpus_per_node)):
         if v is not None:
             spec.slurm[k] = v
@@ -58,7 +59,7 @@ def sweep(
     tally = run_spec(settings, spec, lambda line: console.print(line, markup=False), wait=wait, dry_run=dry_run)
     failed = write_failures(settings, tally.failures)
     if failed:
-        err_console.print(f"{tally.failed} run(s) failed; errors in {failed}")
+        err_console.print(f"{tally.summary()}; errors in {failed}", markup=False)
         sys.exit(1)
 
 
@@ -68,10 +69,14 @@ def verify(
     """Check every stored run; list incomplete or corrupt ones with the command that redoes them."""
     from bench.cli import console
     from bench.config import load_settings
-    from bench.verify import verify_store
+    from bench.verify import ignored_note, verify_report
 
     settings = load_settings()
-    n, problems = verify_store(settings, results)
+    report = verify_report(settings, results)
+    n, problems = report.checked, report.problems
+    for line in [ignored_note(p, str(p.relative_to(settings.root) if p.is_relative_to(settings.root) else p))
+                 for p in report.ignored] + report.environment:
+        console.print(line, markup=False)  # information only: the exit code depends on the runs alone
     if not problems:
         console.print(f"{n} run(s) checked: all complete and consistent")
         return

@@ -68,17 +68,42 @@ TRAIN_KEYS: dict[str, Key] = {
     "warmup_epochs": Key(int, 0, check=lambda x: x >= 0, help="must be >= 0"),
 }
 
+def _build_name(x: str) -> bool:
+    # a build is a folder name under data/genomics, never a path (``../genomics/mutsig`` would alias a build)
+    return bool(x) and x not in (".", "..") and all(ch.isalnum() or ch in "_-." for ch in x)
+
+
 DATA_KEYS: dict[str, Key] = {
-    "genomics": Key(str, "mutsig", help="genomic table build"),
+    "genomics": Key(str, "mutsig", check=_build_name,
+                    help="a genomics build is a name, not a path: mutsig, mcat_sig, mcat_full or another folder "
+                         "name under data/genomics"),
     "bins": Key(str, "train", choices=("train", "cohort")),
     "n_bins": Key(int, 4, check=lambda x: x >= 2, help="must be >= 2"),
     "patch_cap": Key(int, 0, check=lambda x: x >= 0, help="0 (no cap) or a positive patch count"),
     "patch_cap_eval": Key(bool, False),
 }
 
+#: Seeds numpy and torch both accept (numpy's legacy seeding stops at 2**32 - 1).
+SEED_LIMIT = 2**32
+#: The fixed splits are 5-fold: fold numbers 0..4 (each a splits_<k>.csv).
+N_FOLDS = 5
+
+
+def _seed(x: int) -> bool:
+    return 0 <= x < SEED_LIMIT
+
+
+def _fold_list(x: list) -> bool:
+    return (bool(x) and all(isinstance(f, int) and not isinstance(f, bool) and 0 <= f < N_FOLDS for f in x)
+            and len(set(x)) == len(x))
+
+
+SEED_HELP = "a seed is an integer with 0 <= seed < 2**32 (what numpy and torch seeding accept)"
+
 RUN_KEYS: dict[str, Key] = {
-    "folds": Key(list, [0, 1, 2, 3, 4]),
-    "seed": Key(int, 0, check=_nonneg, help="must be >= 0"),
+    "folds": Key(list, [0, 1, 2, 3, 4], check=_fold_list,
+                 help=f"a list of distinct fold numbers 0..{N_FOLDS - 1}, e.g. [0, 1, 2, 3, 4]"),
+    "seed": Key(int, 0, check=_seed, help=SEED_HELP),
     "device": Key(str, "auto", choices=("auto", "cpu", "cuda")),
     "features": Key(str, "auto", help="'auto', 'synthetic', a store name or a path to an .h5 store"),
     "placement": Key(str, "auto", choices=("auto", "device", "host")),
@@ -226,16 +251,16 @@ def load_settings(root: Path | None = None, overrides: Mapping[str, Mapping[str,
         except tomllib.TOMLDecodeError as exc:
             raise BenchError(f"{toml_path} is not valid TOML: {exc}") from exc
     sections: dict[str, dict[str, Any]] = {}
-    for name in raw:
+    for name, value in raw.items():
         if name not in SECTIONS:
             raise BenchError(f"unknown section [{name}] in {toml_path}; valid sections: {', '.join(SECTIONS)}")
+        if not isinstance(value, dict):
+            raise BenchError(f"bad value {value!r} for '{name}' in {toml_path}: '{name}' is a section; write a "
+                             f"[{name}] header followed by key = value lines")
     for name, keys in SECTIONS.items():
         given = dict(raw.get(name, {}))
         given.update((overrides or {}).get(name, {}))
         sections[name] = validate_section(name, given, keys, where=str(toml_path))
-    folds = sections["run"]["folds"]
-    if not all(isinstance(f, int) and f >= 0 for f in folds):
-        raise BenchError(f"bad value {folds!r} for 'run.folds' in {toml_path}: a list of fold numbers")
     return Settings(root=root, sections=sections)
 
 
@@ -247,7 +272,12 @@ def validate_section(section: str, given: Mapping[str, Any], keys: Mapping[str, 
         if k not in keys:
             loc = f" in {where}" if where else ""
             raise BenchError(f"unknown key '{section}.{k}'{loc}; valid keys: {', '.join(sorted(keys))}")
-        out[k] = keys[k].validate(f"{section}.{k}", v)
+        try:
+            out[k] = keys[k].validate(f"{section}.{k}", v)
+        except BenchError as exc:
+            if not where:
+                raise
+            raise BenchError(f"{exc} (in {where})") from None
     return out
 
 

@@ -260,6 +260,9 @@ def run_perf(settings: Any, methods: list[str], profile: str, device: str, naive
     """Benchmark ``methods`` on the profile's cohort; returns the results and the machine description."""
     if profile not in PROFILES:
         raise BenchError(f"unknown profile '{profile}'; choose {', '.join(PROFILES)}")
+    if iters is not None and iters < 1:
+        raise BenchError(f"bad --iters {iters}: must be >= 1 (timed training iterations per mode; "
+                         f"leave it out for the profile's {PROFILES[profile][3]})")
     dev = resolve_device(device)
     root = profile_root(settings.root, profile)
     t0 = time.perf_counter()

@@ -18,8 +18,8 @@ import torch
 
 from bench.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.cohort import GROUP_NAMES, Cohort, load_cohort, resolve_cohort, short_name
-from bench.config import Settings, config_hash, resolve_run_config, variant_name
-from bench.engine import Progress, train_fold
+from bench.config import RUN_KEYS, Settings, config_hash, resolve_run_config, variant_name
+from bench.engine import Progress, check_accumulation, train_fold
 from bench.errors import BenchError
 from bench.features import StoreChoice, choose_store
 from bench.io import write_json
@@ -122,10 +122,16 @@ def plan_run(
             raise BenchError(f"{info.name} needs the six signature groups, but group(s) {', '.join(empty)} have no "
                              f"columns in the {co.build} build of {short_name(name)}")
     n_folds = len(co.splits)
-    fold_list = list(folds) if folds is not None else [f for f in settings["run"]["folds"] if f < n_folds]
+    fold_list = list(folds) if folds is not None else list(settings["run"]["folds"])
     for f in fold_list:
-        if not 0 <= f < n_folds:
-            raise BenchError(f"fold {f} out of range for {short_name(name)}: folds 0..{n_folds - 1}")
+        if isinstance(f, bool) or not isinstance(f, int) or not 0 <= f < n_folds:
+            where = "" if folds is not None else f" (run.folds in {settings.root / 'bench.toml'})"
+            raise BenchError(f"fold {f!r} out of range for {short_name(name)}{where}: folds 0..{n_folds - 1}")
+        check_accumulation(config["train"], len(co.split(f).train))  # before anything is written
+    if len(set(fold_list)) != len(fold_list):
+        raise BenchError(f"folds {','.join(map(str, fold_list))} name a fold twice; name each fold once")
+    if seed is not None:
+        seed = RUN_KEYS["seed"].validate("--seed", seed)
     plan = RunPlan(
         info=info,
         config=config,
@@ -158,7 +164,7 @@ def _named_variant(settings: Settings, info: MethodInfo, cohort: str, overrides:
 @dataclass
 class FoldOutcome:
     fold: int
-    status: str  # trained | resumed | skipped | busy (another process holds the run's lock)
+    status: str  # trained | resumed | skipped | busy (another process holds the run's lock) | interrupted (worker died)
     path: Path
     seconds: float = 0.0
 
@@ -213,10 +219,13 @@ def execute(
         assert plan.store is not None
         bags = ResidentBags(plan.store.info, plan.cohort, plan.device, placement=plan.settings["run"]["placement"])
     if workers > 1 and len(todo) > 1:
-        for out in _parallel_folds(plan, todo, bags, force, stop_after_epoch, workers):
+
+        def emit(out: FoldOutcome) -> None:
             outcomes.append(out)
             if on_fold:
                 on_fold(out)
+
+        _parallel_folds(plan, todo, bags, force, stop_after_epoch, workers, emit)
         return outcomes
     for fold in todo:
         out = locked_fold(plan, fold, bags, force=force, progress=progress(fold) if progress else None,
@@ -243,30 +252,46 @@ _SHARED: dict[str, Any] = {}
 
 
 def _fold_worker_init(bags: ResidentBags | None, threads: int) -> None:
+    import signal
+
     from bench.sweep import die_with_parent
 
     die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     torch.set_num_threads(threads)
     _SHARED["bags"] = bags
 
 
-def _fold_worker(args: tuple[RunPlan, int, bool, int | None]) -> FoldOutcome:
-    plan, fold, force, stop_after_epoch = args
+def _fold_worker(fold: int, plan: RunPlan, force: bool, stop_after_epoch: int | None) -> FoldOutcome:
     return locked_fold(plan, fold, _SHARED["bags"], force=force, stop_after_epoch=stop_after_epoch)
 
 
 def _parallel_folds(plan: RunPlan, folds: list[int], bags: ResidentBags | None, force: bool,
-                    stop_after_epoch: int | None, workers: int):
-    """Folds in ``workers`` processes; the resident features are moved to shared memory once, not copied."""
+                    stop_after_epoch: int | None, workers: int, emit: Callable[[FoldOutcome], None]) -> None:
+    """Folds in ``workers`` processes; the resident features are moved to shared memory once, not copied.
+
+    A fold whose worker process dies (SIGKILL, the OOM killer) is reported ``interrupted`` (it resumes
+    from its checkpoint on the next run); the other folds go on in a fresh worker.
+    """
+    import functools
+    from concurrent.futures import ProcessPoolExecutor
+
     import torch.multiprocessing as tmp
+
+    from bench.sweep import run_slots
 
     if bags is not None and bags.features.device.type == "cpu":
         bags.features.share_memory_()
     n = min(workers, len(folds))
     threads = max(1, (os.cpu_count() or 1) // n)
     ctx = tmp.get_context("spawn")
-    with ctx.Pool(n, initializer=_fold_worker_init, initargs=(bags, threads)) as pool:
-        yield from pool.imap_unordered(_fold_worker, [(plan, f, force, stop_after_epoch) for f in folds])
+
+    def start(slot: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_fold_worker_init, initargs=(bags, threads))
+
+    run_slots([[f] for f in folds], n, start,
+              functools.partial(_fold_worker, plan=plan, force=force, stop_after_epoch=stop_after_epoch),
+              lambda fold, out: emit(out), lambda fold: emit(FoldOutcome(fold, "interrupted", plan.dir(fold))))
 
 
 def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: bool = False,

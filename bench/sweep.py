@@ -10,20 +10,21 @@ key at once; a killed run resumes from its last completed epoch checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import multiprocessing as mp
 import os
-import queue
 import signal
 import time
 import tomllib
 import traceback
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bench.cohort import available_cohorts, resolve_cohort, short_name
-from bench.config import Settings, format_value, load_settings
+from bench.config import SEED_HELP, SEED_LIMIT, Settings, format_value, load_settings
 from bench.errors import BenchError
 from bench.locks import holder
 from bench.predictions import CHECKPOINT
@@ -76,25 +77,33 @@ class SweepSpec:
     executor: str = "local"
     workers: int = 1
     slurm: dict[str, Any] = field(default_factory=dict)
+    source: Path | None = None  # the grid file it was read from (named in errors)
 
 
 def parse_list(text: str | None, what: str) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None stays None; text naming nothing (``""``, ``","``) is an error."""
     if text is None:
         return None
     items = [x.strip() for x in text.split(",") if x.strip()]
     if not items:
-        raise BenchError(f"--{what} is empty")
+        raise BenchError(f"bad --{what} '{text}': it names nothing; give comma-separated values")
     return items
 
 
 def parse_ints(text: str | None, what: str) -> list[int] | None:
-    items = parse_list(text, what)
-    if items is None or items == ["all"]:
+    """``"0,2"`` -> ``[0, 2]``; None or ``all`` -> None (all); anything else is an error naming ``--what``."""
+    if text is None:
+        return None
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if [x.lower() for x in items] == ["all"]:
         return None
     try:
-        return [int(x) for x in items]
+        ints = [int(x) for x in items]
     except ValueError:
-        raise BenchError(f"bad --{what} '{text}': comma-separated integers or 'all'") from None
+        ints = []
+    if not ints:
+        raise BenchError(f"bad --{what} '{text}': write comma-separated integers like 0,2 or 'all'")
+    return ints
 
 
 def load_grid(path: Path) -> SweepSpec:
@@ -111,6 +120,15 @@ def load_grid(path: Path) -> SweepSpec:
                          f"valid: {', '.join(sorted(GRID_KEYS))}")
     if "methods" not in raw or "cohorts" not in raw:
         raise BenchError(f"grid {path} must list 'methods' and 'cohorts'")
+    for key, value in raw.items():
+        _check_grid_value(path, key, value)
+    slurm = dict(raw.get("slurm", {}))
+    bad = set(slurm) - SLURM_KEYS
+    if bad:
+        raise BenchError(f"unknown [slurm] key(s) {', '.join(sorted(bad))} in grid {path}; "
+                         f"valid: {', '.join(sorted(SLURM_KEYS))}")
+    for key, value in slurm.items():
+        _check_grid_value(path, f"slurm.{key}", value)
 
     def as_list(v: Any) -> list:
         return v if isinstance(v, list) else [v]
@@ -118,39 +136,95 @@ def load_grid(path: Path) -> SweepSpec:
     folds = raw.get("folds", "all")
     base = dict(raw.get("set", {}))
     sets = [dict(base, **s) for s in raw.get("sets", [{}])]
-    slurm = dict(raw.get("slurm", {}))
-    bad = set(slurm) - SLURM_KEYS
-    if bad:
-        raise BenchError(f"unknown [slurm] key(s) {', '.join(sorted(bad))} in grid {path}; "
-                         f"valid: {', '.join(sorted(SLURM_KEYS))}")
     return SweepSpec(
-        methods=[str(m) for m in as_list(raw["methods"])],
-        cohorts=[str(c) for c in as_list(raw["cohorts"])],
-        folds=None if folds == "all" else [int(f) for f in as_list(folds)],
-        seeds=[int(s) for s in as_list(raw.get("seeds", [0]))],
+        methods=as_list(raw["methods"]),
+        cohorts=as_list(raw["cohorts"]),
+        folds=None if folds == "all" else as_list(folds),
+        seeds=as_list(raw.get("seeds", [0])),
         sets=sets,
         epochs=raw.get("epochs"),
         features=raw.get("features"),
         device=raw.get("device"),
         executor=raw.get("executor", "local"),
-        workers=int(raw.get("workers", 1)),
+        workers=raw.get("workers", 1),
         slurm=slurm,
+        source=Path(path),
     )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _names(v: Any) -> bool:
+    items = v if isinstance(v, list) else [v]
+    return bool(items) and all(isinstance(x, str) and x.strip() for x in items)
+
+
+def _ints(v: Any, ok: Callable[[int], bool]) -> bool:
+    items = v if isinstance(v, list) else [v]
+    return bool(items) and all(_is_int(x) and ok(x) for x in items)
+
+
+#: What each grid key must hold (checked before anything runs) and the fix named in the error.
+GRID_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "methods": (_names, 'a method name or a list of them, e.g. ["ccl", "mcat"]'),
+    "cohorts": (_names, 'a cohort or a list of them, e.g. ["UCEC"], or "all"'),
+    "folds": (lambda v: v == "all" or _ints(v, lambda x: x >= 0), 'a list of fold numbers like [0, 1] or "all"'),
+    "seeds": (lambda v: _ints(v, lambda x: 0 <= x < SEED_LIMIT), f"a list of seeds like [0, 1]; {SEED_HELP}"),
+    "set": (lambda v: isinstance(v, dict), "a table of overrides: [set] followed by key = value lines"),
+    "sets": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v),
+             "a list of override tables, e.g. [{}, {k = 9}]"),
+    "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "features": (lambda v: isinstance(v, str) and bool(v.strip()),
+                 "'auto', 'synthetic', a store name or a path to an .h5 store"),
+    "device": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+    "executor": (lambda v: v in ("local", "slurm", "debug"), "local, slurm or debug"),
+    "workers": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "slurm": (lambda v: isinstance(v, dict), "a table: [slurm] followed by key = value lines"),
+    "slurm.partition": (lambda v: isinstance(v, str), "a partition name"),
+    "slurm.account": (lambda v: isinstance(v, str), "an account name"),
+    "slurm.qos": (lambda v: isinstance(v, str), "a QOS name"),
+    "slurm.folder": (lambda v: isinstance(v, str), "a folder path"),
+    "slurm.cluster": (lambda v: v in ("slurm", "local", "debug"), "slurm, local or debug"),
+    "slurm.time": (lambda v: _is_int(v) and v >= 1, "minutes, an integer >= 1"),
+    "slurm.gpus_per_node": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "slurm.cpus_per_task": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "slurm.mem_gb": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0, "a number > 0"),
+    "slurm.array_parallelism": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "slurm.chunk_size": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+}
+
+
+def _check_grid_value(path: Path, key: str, value: Any) -> None:
+    ok, fix = GRID_VALUES[key]
+    if not ok(value):
+        raise BenchError(f"bad value {value!r} for '{key}' in grid {path}: {fix}")
 
 
 def expand(settings: Settings, spec: SweepSpec) -> list[SweepKey]:
     """All run keys of the grid, every part validated first (nothing runs on a bad spec)."""
-    from bench.runner import plan_run
-
     if spec.executor not in ("local", "slurm", "debug"):
         raise BenchError(f"unknown executor '{spec.executor}'; choose local, slurm or debug")
     if spec.workers < 1:
-        raise BenchError(f"--workers must be >= 1, got {spec.workers}")
+        raise BenchError(f"bad --workers {spec.workers}: must be >= 1")
+    for s in spec.seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < SEED_LIMIT:
+            raise BenchError(f"bad seed {s!r}: {SEED_HELP}")
+    try:
+        return _expand_keys(settings, spec)
+    except BenchError as exc:
+        if spec.source is None:
+            raise
+        raise BenchError(f"in grid {spec.source}: {exc}") from None
+
+
+def _expand_keys(settings: Settings, spec: SweepSpec) -> list[SweepKey]:
+    from bench.features import choose_store
+    from bench.runner import plan_run
+
     cohorts = available_cohorts(settings) if [c.lower() for c in spec.cohorts] == ["all"] else [
         resolve_cohort(settings, c) for c in spec.cohorts]
-    for s in spec.seeds:
-        if s < 0:
-            raise BenchError(f"bad seed {s}: seeds are >= 0")
     keys: list[SweepKey] = []
     for method in spec.methods:
         for sets in spec.sets:
@@ -158,6 +232,8 @@ def expand(settings: Settings, spec: SweepSpec) -> list[SweepKey]:
                 # plan_run validates method, cohort, keys and values, folds and device (no store is built)
                 plan = plan_run(settings, method, cohort, folds=spec.folds, epochs=spec.epochs, sets=sets,
                                 device=spec.device, load_store=False)
+                if plan.info.uses_pathology and spec.features not in (None, "auto", "synthetic"):
+                    choose_store(settings, plan.cohort, spec.features)  # a named store must exist (only read)
                 frozen = tuple(sorted(sets.items()))
                 for seed in spec.seeds:
                     for fold in plan.folds:
@@ -189,7 +265,7 @@ def key_status(settings: Settings, key: SweepKey) -> str:
 @dataclass
 class KeyResult:
     label: str
-    status: str  # trained | resumed | skipped | busy | failed
+    status: str  # trained | resumed | skipped | busy | failed | interrupted (its worker process died)
     seconds: float = 0.0
     error: str = ""
 
@@ -256,9 +332,6 @@ def _record(results: list[KeyResult], report: Callable[[KeyResult], None] | None
         report(r)
 
 
-_PROGRESS: Any = None  # a worker's queue for per-key results
-
-
 def die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when the sweep process dies (no orphan keeps training)."""
     try:
@@ -269,27 +342,85 @@ def die_with_parent() -> None:
         pass  # not Linux: the sweep's SIGTERM handler still terminates the pool
 
 
-def _worker_init(threads: int, devices: list[int] | None, counter: Any, progress: Any = None) -> None:
+def _worker_init(threads: int, device: int | None) -> None:
     import torch
 
-    global _PROGRESS
     die_with_parent()
-    _PROGRESS = progress
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     torch.set_num_threads(threads)
-    if devices:
-        with counter.get_lock():
-            slot = counter.value
-            counter.value += 1
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(devices[slot % len(devices)])
+    if device is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
 
 
-def _worker_run(args: tuple[list[SweepKey], str]) -> int:
-    keys, root = args
+def _worker_run(key: SweepKey, root: str) -> KeyResult:
+    (result,) = run_keys([key], root)
+    return result
 
-    def report(r: KeyResult) -> None:
-        _PROGRESS.put(asdict(r))
 
-    return len(run_keys(keys, root, report=report))
+#: The error recorded for a key whose worker process died under it.
+WORKER_DIED = ("its worker process died (killed, or out of memory); rerun the sweep to resume it from its last "
+               "epoch checkpoint")
+
+
+def run_slots(chunks: Sequence[Sequence[Any]], n_slots: int, start: Callable[[int], ProcessPoolExecutor],
+              fn: Callable[[Any], Any], on_done: Callable[[Any, Any], None], on_lost: Callable[[Any], None]) -> None:
+    """Run every task of ``chunks`` through ``fn`` on ``n_slots`` single-process executors ("slots").
+
+    A slot takes a chunk and runs its tasks one at a time, in order, so its worker keeps what it loaded
+    for the previous task (a cohort's features). ``on_done(task, result)`` is called as each finishes.
+    multiprocessing.Pool never notices a worker killed by a signal (it waits forever for the lost task);
+    a ProcessPoolExecutor notices but fails every task it holds. One executor per slot confines the
+    loss to the task the dead worker was running: ``on_lost(task)`` reports it, the slot gets a fresh
+    executor from ``start(slot)`` and goes on with the rest. An exception raised by ``fn`` propagates;
+    on any exit other than a normal end the workers are terminated.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    pending = [list(c) for c in chunks if c]
+    executors: list[ProcessPoolExecutor] = []
+    queues: list[list[Any]] = []
+    running: dict[Any, tuple[int, Any]] = {}
+
+    def feed(slot: int) -> None:
+        if not queues[slot] and pending:
+            queues[slot] = pending.pop(0)
+        if queues[slot]:
+            task = queues[slot].pop(0)
+            running[executors[slot].submit(fn, task)] = (slot, task)
+
+    finished = False
+    try:
+        for slot in range(min(n_slots, len(pending))):
+            executors.append(start(slot))
+            queues.append([])
+            feed(slot)
+        while running:
+            done, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in done:
+                slot, task = running.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    _stop_executor(executors[slot], kill=True)
+                    executors[slot] = start(slot)
+                    on_lost(task)
+                else:
+                    on_done(task, result)
+                feed(slot)
+        finished = True
+    finally:
+        for ex in executors:
+            _stop_executor(ex, kill=not finished)
+
+
+def _stop_executor(ex: ProcessPoolExecutor, kill: bool) -> None:
+    if kill:
+        # ProcessPoolExecutor has no public way to stop a running task before Python 3.14
+        for p in list((getattr(ex, "_processes", None) or {}).values()):
+            if p.is_alive():
+                p.terminate()
+    ex.shutdown(wait=True, cancel_futures=True)
 
 
 def chunk_by_cohort(keys: Sequence[SweepKey], n_chunks: int) -> list[list[SweepKey]]:
@@ -305,7 +436,11 @@ def chunk_by_cohort(keys: Sequence[SweepKey], n_chunks: int) -> list[list[SweepK
 
 
 def run_local(keys: Sequence[SweepKey], root: Path, workers: int, on_result: Callable[[KeyResult], None]) -> None:
-    """A pool of worker processes on this machine; on a GPU machine ``workers`` slots per device."""
+    """A pool of worker processes on this machine; on a GPU machine ``workers`` slots per device.
+
+    A worker that dies (SIGKILL, the OOM killer) costs only the key it was running, reported as
+    ``interrupted``; the other keys go on in a fresh worker.
+    """
     import torch
 
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
@@ -313,25 +448,21 @@ def run_local(keys: Sequence[SweepKey], root: Path, workers: int, on_result: Cal
     threads = max(1, (os.cpu_count() or 1) // total)
     chunks = chunk_by_cohort(keys, total)
     ctx = mp.get_context("spawn")
-    counter = ctx.Value("i", 0)
-    progress = ctx.Queue()
+
+    def start(slot: int) -> ProcessPoolExecutor:
+        device = devices[slot % len(devices)] if devices else None
+        return ProcessPoolExecutor(1, mp_context=ctx, initializer=_worker_init, initargs=(threads, device))
 
     def stop(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)  # leaves the `with` below, which terminates the workers
+        raise SystemExit(128 + signum)  # leaves run_slots, which terminates the workers
 
     previous = signal.signal(signal.SIGTERM, stop)
-    with ctx.Pool(total, initializer=_worker_init, initargs=(threads, devices or None, counter, progress)) as pool:
-        pending = pool.map_async(_worker_run, [(c, str(root)) for c in chunks])
-        while True:  # report every key as it finishes, not per chunk
-            try:
-                on_result(KeyResult(**progress.get(timeout=0.5)))
-            except queue.Empty:
-                if pending.ready():
-                    break
-        while not progress.empty():
-            on_result(KeyResult(**progress.get()))
-        pending.get()  # re-raise a worker crash
-    signal.signal(signal.SIGTERM, previous)
+    try:
+        run_slots(chunks, total, start, functools.partial(_worker_run, root=str(root)),
+                  lambda key, result: on_result(result),
+                  lambda key: on_result(KeyResult(key.label(), "interrupted", 0.0, WORKER_DIED)))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class SlurmChunk:
@@ -394,11 +525,15 @@ class Tally:
     failed: int = 0
     skipped: int = 0
     busy: int = 0
-    failures: list[KeyResult] = field(default_factory=list)
+    interrupted: int = 0
+    failures: list[KeyResult] = field(default_factory=list)  # failed and interrupted keys
 
     def add(self, r: KeyResult) -> None:
         if r.status == "failed":
             self.failed += 1
+            self.failures.append(r)
+        elif r.status == "interrupted":
+            self.interrupted += 1
             self.failures.append(r)
         elif r.status == "skipped":
             self.skipped += 1
@@ -409,11 +544,19 @@ class Tally:
 
     @property
     def remaining(self) -> int:
-        return self.total - self.done - self.failed - self.skipped - self.busy
+        return self.total - self.done - self.failed - self.skipped - self.busy - self.interrupted
+
+    def summary(self) -> str:
+        """``2 run(s) failed and 1 run(s) interrupted (...)``: what went wrong, for the closing error line."""
+        parts = [f"{n} run(s) {what}" for n, what in (
+            (self.failed, "failed"), (self.interrupted, "interrupted (a worker process died; rerun to resume them)"))
+            if n]
+        return " and ".join(parts) or "no run failed"
 
     def line(self) -> str:
-        return (f"done {self.done} · skipped {self.skipped} · running elsewhere {self.busy} · failed {self.failed} "
-                f"· remaining {self.remaining} (of {self.total})")
+        lost = f" · interrupted {self.interrupted}" if self.interrupted else ""
+        return (f"done {self.done} · skipped {self.skipped} · running elsewhere {self.busy} · failed {self.failed}"
+                f"{lost} · remaining {self.remaining} (of {self.total})")
 
 
 def run_spec(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *, wait: bool = True,
