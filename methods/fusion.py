@@ -26,7 +26,7 @@ from torch import nn
 
 from bench.batches import Batch
 from bench.registry import ModelOutput
-from methods.layers import GatedAttention, masked_softmax
+from methods.layers import GatedAttention, init_snn_weights, masked_softmax
 
 
 def split_batch(batch: Batch) -> list[Batch]:
@@ -80,11 +80,12 @@ class GatedBilinearFusion(nn.Module):
     (``(d1/scale + 1) x (d2/scale + 1)``, 33 x 33 for 256-d inputs and scale 8) -> Dropout ->
     ``Linear -> ReLU -> Dropout`` (-> 256) -> ``Linear -> ReLU -> Dropout`` (-> ``out``). Used by
     Porpoise and by MCAT/MOTCat/CMTA with ``fusion=bilinear``. PyTorch's default init, as MCAT's
-    ``BilinearFusion`` (Pathomic Fusion's original applies an N(0, 1/fan_in) init; MCAT's copy does not).
+    ``BilinearFusion`` (Pathomic Fusion's original applies an N(0, 1/fan_in) init, ``init="snn"``; MCAT's
+    copy does not).
     """
 
     def __init__(self, dim1: int = 256, dim2: int = 256, scale1: int = 8, scale2: int = 8, out: int = 256,
-                 hidden: int = 256, dropout: float = 0.25, gate: bool = True) -> None:
+                 hidden: int = 256, dropout: float = 0.25, gate: bool = True, init: str = "default") -> None:
         super().__init__()
         s1, s2 = dim1 // scale1, dim2 // scale2
         self.gate = gate
@@ -97,6 +98,8 @@ class GatedBilinearFusion(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.encoder1 = nn.Sequential(nn.Linear((s1 + 1) * (s2 + 1), hidden), nn.ReLU(), nn.Dropout(dropout))
         self.encoder2 = nn.Sequential(nn.Linear(hidden, out), nn.ReLU(), nn.Dropout(dropout))
+        if init == "snn":  # Pathomic Fusion's original N(0, 1/fan_in) init
+            init_snn_weights(self)
 
     def gated(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two gated, reduced modality vectors ``o_1``, ``o_2`` (before appending 1)."""

@@ -28,21 +28,21 @@ from methods.layers import init_xavier, snn_block
     genomics="all",
     notes=(
         "MCAT's AMIL with genomic fusion (spec §12.3; the PORPOISE repository itself was not read). Pathology: "
-        "Linear(1024->512)->ReLU->Dropout(0.25), gated attention (256, dropout 0.25), softmax over the bag's "
-        "patches (padding masked), rho Linear(512->256)->ReLU->Dropout. Genomics: 2 SNN blocks (ELU, AlphaDropout "
-        "0.25; 256, 256) over every standardised genomic column. Fusion 'bilinear' (default, Porpoise's gated "
-        "Kronecker fusion as in the code): per modality h = ReLU(Linear 256->32), gate sigmoid(Linear([path; "
-        "omic] 512->32)), o = Dropout(ReLU(Linear 32->32)), append 1, outer product 33x33 = 1089 -> Dropout -> "
+        "Linear(1024->512)->ReLU->Dropout(0.25), gated attention (256, dropout 0.25), softmax over the bag's patches "
+        "(padding masked), rho Linear(512->256)->ReLU->Dropout. Genomics: 2 SNN blocks (ELU, AlphaDropout 0.25; 256, "
+        "256) over every standardised genomic column. Fusion 'bilinear' (default, Porpoise's gated Kronecker fusion "
+        "as in the code): per modality h = ReLU(Linear 256->32), gate sigmoid(Linear([path; omic] 512->32)), o = "
+        "Dropout(ReLU(Linear 32->32)), append 1, outer product 33x33 = 1089 -> Dropout -> "
         "Linear(1089->256)->ReLU->Dropout -> Linear(256->256)->ReLU->Dropout; 'concat' (the CCL paper describes "
         "Porpoise as 'simply concatenated'): Linear(512->256)->ReLU->Linear(256->256)->ReLU. Head Linear(256->4). "
         "Init: PyTorch's default everywhere (init=default), as the official MIL_Attention_FC_surv and MCAT's "
         "BilinearFusion, which call no init helper; init=xavier gives xavier-normal weights and zero biases to every "
-        "Linear (what survbench used before Dec 2026). Official "
-        "MCAT training: Adam 2e-4, wd 1e-5, batch 1 with 32-step accumulation, 20 epochs, class-balanced sampler, "
-        "NLL alpha 0, last-epoch score; MCAT's optional L1 penalty on the genomic branch ('pathomic' reg_type) is "
-        "not applied (survbench's l1 covers all weights). Parameters 1.382 M + 256 x d_omic (spec: 1.38 M + "
-        "256 d_omic): 2.251 M at the spec's BLCA size (3392), 1.941 M on the bundled mutsig BLCA table (2181 columns). "
-        "UCEC synthetic store (fold 0, one thread, train + validation): ~7.6 s per epoch."
+        "Linear over a fusion first drawn N(0, 1/fan_in), which reproduces survbench's runs before Dec 2026 exactly. "
+        "Official MCAT training: Adam 2e-4, wd 1e-5, batch 1 with 32-step accumulation, 20 epochs, class-balanced "
+        "sampler, NLL alpha 0, last-epoch score; MCAT's optional L1 penalty on the genomic branch ('pathomic' "
+        "reg_type) is not applied (survbench's l1 covers all weights). Parameters 1.382 M + 256 x d_omic (spec: 1.38 "
+        "M + 256 d_omic): 2.251 M at the spec's BLCA size (3392), 1.941 M on the bundled mutsig BLCA table (2181 "
+        "columns). UCEC synthetic store (fold 0, one thread, train + validation): ~7.6 s per epoch."
     ),
     order=140,
 ))
@@ -57,7 +57,10 @@ class Porpoise(SurvivalModel):
         self.rho = nn.Sequential(nn.Linear(hidden, out), nn.ReLU(), nn.Dropout(dropout))
         self.omic = nn.Sequential(snn_block(dims.omic_dim, out, "elu", dropout), snn_block(out, out, "elu", dropout))
         if fusion == "bilinear":
-            self.mm = GatedBilinearFusion(out, out, scale, scale, out=out, hidden=out, dropout=dropout)
+            # init=xavier is survbench's earlier initialisation, kept exactly (its random draws included):
+            # the fusion drawn N(0, 1/fan_in) first, then every Linear re-drawn xavier-normal
+            self.mm = GatedBilinearFusion(out, out, scale, scale, out=out, hidden=out, dropout=dropout,
+                                          init="snn" if init == "xavier" else "default")
         else:
             self.mm = nn.Sequential(nn.Linear(2 * out, out), nn.ReLU(), nn.Linear(out, out), nn.ReLU())
         self.fusion = fusion

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import errno
-import hashlib
 import io
 import os
 import re
@@ -22,7 +20,6 @@ from bench import cli
 from bench.cohort import load_cohort
 from bench.errors import BenchError
 from bench.features import choose_store
-from bench.features import store as store_module
 from bench.features.importer import import_features
 from bench.features.store import read_info, read_slide
 from bench.features.synthetic import synthesize
@@ -297,31 +294,6 @@ def test_a_module_that_would_not_compile_is_not_written(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------------------------
 # 4. a full disk
-
-
-class _FullDisk(io.FileIO):
-    """A file on a disk that fills up after ``room`` bytes."""
-
-    room = 20_000
-
-    def write(self, data) -> int:
-        if self.tell() + memoryview(data).nbytes > self.room:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return super().write(data)
-
-
-def test_full_disk_is_a_clean_error_and_keeps_the_stored_file(toy, tmp_path, monkeypatch):
-    co = load_cohort(toy.settings, "toy")
-    dest = tmp_path / "stores" / "syn.h5"
-    synthesize(co, dest, patches=4, dim=4)
-    kept = hashlib.sha256(dest.read_bytes()).hexdigest()
-    monkeypatch.setattr(store_module, "open", lambda path, mode, buffering=-1: _FullDisk(path, "w+"), raising=False)
-    with pytest.raises(BenchError) as caught:
-        synthesize(co, dest, patches=64, dim=64, seed=1)
-    assert str(caught.value) == (f"could not write {dest}: No space left on device; earlier files are intact, free "
-                                 "disk space or fix permissions and rerun")
-    assert [p.name for p in dest.parent.iterdir()] == ["syn.h5"]  # no temporary file left
-    assert hashlib.sha256(dest.read_bytes()).hexdigest() == kept
 
 
 def _file_size_limit(limit: int):
