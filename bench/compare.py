@@ -27,6 +27,7 @@ from bench.errors import BenchError
 from bench.evaluation import DEFAULT, Cell, Evaluation, Overrides, variant_label
 from bench.metrics import cindex
 from bench.paired import CorrectedTTest, FoldPair, PairedBootstrap, corrected_ttest, paired_bootstrap, verdict
+from bench.tables import run_command
 
 VERDICT_TEXT = {
     "A better": "{a} better beyond fold and seed noise",
@@ -86,13 +87,10 @@ class Comparison:
 
 
 def _run_command(side: Side, cohort: str, folds: list[int] | None = None, seeds: list[int] | None = None) -> str:
-    parts = [f"bench run --method {side.method} --cohort {cohort}"]
-    parts += [f"--set {k}={v}" for k, v in side.overrides]
-    if folds:
-        parts.append("--folds " + ",".join(map(str, folds)))
-    if seeds:
-        parts.append("--seeds " + ",".join(map(str, seeds)))
-    return " ".join(parts)
+    sets = dict(side.overrides)
+    if not seeds:
+        return run_command(side.method, cohort, sets, None, folds)
+    return " ; ".join(run_command(side.method, cohort, sets, s, folds) for s in seeds)
 
 
 def _cell(ev: Evaluation, side: Side, cohort: str, protocol: str) -> Cell:
