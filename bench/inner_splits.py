@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.cohort import assign_bins, fit_time_bins
+from bench.cohort import Cohort, assign_bins, fit_time_bins
 from bench.errors import BenchError
 
 
@@ -102,3 +102,38 @@ def read_inner(path: Path, train: Sequence[str]) -> tuple[list[str], list[str]]:
     if not inner:
         raise BenchError(f"{path}: no inner patients")
     return rest, inner
+
+
+def write_inner_splits(cohort: Cohort, fraction: float = 0.2, seed: int = 0, *, force: bool = False,
+                       n_bins: int = 4) -> list[tuple[Path, str]]:
+    """Draw and write ``inner_<k>.csv`` for every fold of ``cohort`` beside its ``splits_<k>.csv``.
+
+    Returns ``(path, status)`` per fold: ``written``, ``unchanged`` (an identical file was there) or
+    ``replaced`` (with ``force``). A different existing file without ``force`` is an error naming it,
+    and nothing is written then; each file is written to a temporary name and renamed.
+    """
+    frames = []
+    for split in cohort.splits:
+        ids = [cohort.case_ids[i] for i in split.train]
+        inner = draw_inner(ids, cohort.time[split.train], cohort.censorship[split.train], fold=split.k,
+                           fraction=fraction, seed=seed, n_bins=n_bins)
+        path = inner_path(split.path.parent, split.k)
+        text = inner_frame(ids, inner).to_csv()
+        status = "written"
+        if path.is_file():
+            if path.read_text() == text:
+                status = "unchanged"
+            elif not force:
+                raise BenchError(f"{path} exists and differs from the split drawn with fraction {fraction} and seed "
+                                 f"{seed}; runs with selection=inner used it. Pass --force to replace it")
+            else:
+                status = "replaced"
+        frames.append((path, text, status))
+    out = []
+    for path, text, status in frames:
+        if status != "unchanged":
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        out.append((path, status))
+    return out

@@ -58,3 +58,21 @@ def test_inner_file_round_trip_and_errors(tmp_path):
         read_inner(path, ids)
     with pytest.raises(BenchError, match="bench data inner-splits"):
         read_inner(tmp_path / "inner_4.csv", ids)
+
+
+def test_write_inner_splits_on_the_toy_cohort(toy):
+    from bench.cohort import load_cohort
+    from bench.inner_splits import write_inner_splits
+
+    co = load_cohort(toy.settings, toy.cohort)
+    out = write_inner_splits(co, fraction=0.2, seed=0)
+    assert [s for _, s in out] == ["written"] * 5
+    assert [s for _, s in write_inner_splits(co, fraction=0.2, seed=0)] == ["unchanged"] * 5
+    with pytest.raises(BenchError, match="--force"):
+        write_inner_splits(co, fraction=0.25, seed=0)
+    assert [s for _, s in write_inner_splits(co, fraction=0.2, seed=0)] == ["unchanged"] * 5  # nothing half-written
+    for split, (path, _) in zip(co.splits, out, strict=True):
+        train = [co.case_ids[i] for i in split.train]
+        rest, inner = read_inner(path, train)
+        assert len(inner) == round(0.2 * len(train)) and sorted(rest + inner) == sorted(train)
+    assert [s for _, s in write_inner_splits(co, fraction=0.25, seed=0, force=True)] == ["replaced"] * 5
