@@ -68,7 +68,7 @@ Conventions
   ``min(val time) <= h < min(max(val time), max(train time))`` (scikit-survival's range, after the
   administrative censoring above).
 * **D-calibration** (:func:`d_calibration`; Haider, Hoehn, Davis & Greiner, JMLR 21(85), 2020,
-  Sect. 4.4 and their reference code): ``B`` equal bins of ``[0, 1]``; bin ``k`` holds ``s`` when
+  and the authors' reference code, DCalibration.R): ``B`` equal bins of ``[0, 1]``; bin ``k`` holds ``s`` when
   ``k <= s B < k + 1`` (left-closed), and ``s = 1`` goes to the top bin. An event adds 1 to the bin
   of ``s = S(T_i)``. A censored patient with ``s = S(c_i)`` adds ``P(U in bin | U < s)`` for
   ``U ~ Uniform(0, 1)``: ``(s - k/B) / s`` to its own bin ``k``, ``(1/B) / s`` to each bin below,
