@@ -23,11 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from bench.cohort import canonical_name, short_name
 from bench.compare import Side, compare
 from bench.errors import BenchError
 from bench.evaluation import DEFAULT, Cell, Evaluation, norm_value, normalize_overrides
 from bench.registry import PAPER_COHORTS, paper_table
+from bench.table_render import Block, Table
 from bench.tables import ABLATION, CCL, ccl_defaults, row_specs, run_command
 
 VERDICTS = ("holds", "not distinguishable", "reversed", "not run")
@@ -181,3 +184,35 @@ def check_claims(ev: Evaluation, protocol: str = "best-val", *, n_resamples: int
 def counts(claims: Iterable[Claim], include_synthetic: bool = False) -> Counter[str]:
     """Verdict counts, by default over claims whose evidence has no synthetic pathology."""
     return Counter(c.verdict for c in claims if include_synthetic or not c.synthetic)
+
+
+def _fmt(x: float | None, digits: int = 4, signed: bool = True) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}g}"
+
+
+def claims_table(claims: list[Claim], protocol: str, include_synthetic: bool = False) -> Table:
+    """The checklist as a renderable table, verdict counts and the commands of missing runs as notes."""
+    headers = ["Table", "Claim", "Cohort", "Paper", "Reproduced", "95% CI", "p", "Verdict", "Evidence"]
+    rows = []
+    for c in claims:
+        is_p = c.table == "II"
+        paper = _fmt(c.paper, 2, signed=False) if is_p else _fmt(c.paper)
+        got = _fmt(c.gap, 2, signed=False) if is_p else _fmt(c.gap)
+        ci = "—" if c.low is None else f"[{c.low:+.4f}, {c.high:+.4f}]"
+        rows.append([c.table, c.claim, c.cohort, paper, got, ci, _fmt(c.p, 2, signed=False), c.verdict,
+                     "—" if c.verdict == "not run" else ("synthetic pathology" if c.synthetic else "real data")])
+    n = counts(claims, include_synthetic)
+    scope = "all claims" if include_synthetic else "claims on real data (synthetic-pathology evidence left out)"
+    notes = [f"Verdicts over {scope}: " + ", ".join(f"{v} {n.get(v, 0)}" for v in VERDICTS)]
+    if not include_synthetic:
+        s = counts([c for c in claims if c.synthetic], True)
+        notes.append("With synthetic pathology (not counted): " + ", ".join(f"{v} {s.get(v, 0)}" for v in VERDICTS))
+    notes.append("Pairwise claims: `bench compare` under protocol "
+                 f"'{protocol}' (holds = better beyond fold and seed noise: corrected p < 0.05 and bootstrap CI above "
+                 "0; reversed = the other way; otherwise not distinguishable). Table II: fold-safe log-rank p < 0.05.")
+    commands = sorted({cmd for c in claims if c.verdict == "not run" for cmd in c.commands})
+    frame = pd.DataFrame([c.record() for c in claims])
+    return Table(name=f"claims_{protocol}", title=f"The CCL paper's claims, checked on the store — protocol {protocol}",
+                 blocks=[Block("", headers, rows)], notes=notes, commands=commands, frame=frame)

@@ -23,10 +23,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.cohort import short_name
 from bench.errors import BenchError
 from bench.evaluation import DEFAULT, Cell, Evaluation, Overrides, variant_label
 from bench.metrics import cindex
 from bench.paired import CorrectedTTest, FoldPair, PairedBootstrap, corrected_ttest, paired_bootstrap, verdict
+from bench.table_render import Block, Table
 from bench.tables import run_command
 
 VERDICT_TEXT = {
@@ -188,3 +190,32 @@ def paper_gap(paper: pd.DataFrame, title_a: str | None, title_b: str | None, coh
 
 def records(comparisons: list[Comparison]) -> list[Mapping[str, Any]]:
     return [c.record() for c in comparisons]
+
+
+def comparison_table(comparisons: list[Comparison]) -> Table:
+    """The comparisons as a renderable table: one row per cohort, the verdict lines as notes."""
+    if not comparisons:
+        raise BenchError("nothing to compare")
+    first = comparisons[0]
+    headers = ["Cohort", "Folds × seeds", "Mean Δ C", "95% bootstrap CI", "t (corrected)", "df", "p (two-sided)",
+               f"p ({first.a.label} better)", "Variance factor", "Verdict", "Paper Δ"]
+    rows = []
+    for c in comparisons:
+        cohort = short_name(c.cohort)
+        rows.append([cohort, f"{c.diffs['fold'].nunique()} × {c.diffs['seed'].nunique()}", f"{c.ttest.mean:+.4f}",
+                     f"[{c.boot.low:+.4f}, {c.boot.high:+.4f}]", f"{c.ttest.t:.3f}", str(c.ttest.df),
+                     f"{c.ttest.p_two_sided:.3g}", f"{c.ttest.p_greater:.3g}", f"{c.ttest.correction:.3f}",
+                     c.verdict.replace("A better", f"{c.a.label} better").replace("B better", f"{c.b.label} better"),
+                     "—" if c.paper_gap is None else f"{c.paper_gap:+.4f}"])
+    notes = [c.line(short_name(c.cohort)) for c in comparisons]
+    notes += [f"{short_name(c.cohort)}: {n}" for c in comparisons for n in c.notes]
+    notes.append(
+        f"Δ = C({first.a.label}) − C({first.b.label}), Harrell's C per fold at the epoch protocol '{first.protocol}' "
+        "selects. t: Nadeau–Bengio corrected resampled t-test over the fold × seed differences (variance factor "
+        "1 + J·n_test/n_train on the naive s²/J). CI: paired patient bootstrap within folds "
+        f"({first.boot.n_resamples} resamples), averaged over seeds and folds. Distinguishable only when p < 0.05 "
+        "and the CI excludes 0.")
+    title = f"{first.a.label} vs {first.b.label} — protocol {first.protocol}"
+    frame = pd.DataFrame([c.record() for c in comparisons])
+    return Table(name=f"compare_{first.a.label}_{first.b.label}_{first.protocol}", title=title,
+                 blocks=[Block("", headers, rows)], notes=notes, frame=frame)
