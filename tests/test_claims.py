@@ -1,0 +1,65 @@
+"""`bench claims` on hand-built stores: a claim holds, is reversed, or is not run with its command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.claims import check_claims, claims_table, counts
+from bench.cohort import load_cohort
+from bench.config import load_settings
+from bench.evaluation import Evaluation
+from bench.results_import import import_predictions
+from bench.table_render import render
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _store(tmp_path: Path, risks: dict[str, float], pathology: str = "real") -> Evaluation:
+    """UCEC predictions per method: risk = -quality * time + noise (quality 0: no information)."""
+    settings = load_settings(ROOT)
+    co = load_cohort(settings, "tcga_ucec")
+    rng = np.random.default_rng(0)
+    for method, quality in risks.items():
+        frames = []
+        for k, split in enumerate(co.splits):
+            t = co.time[split.val]
+            frames.append(pd.DataFrame({"case_id": [co.case_ids[i] for i in split.val], "fold": k,
+                                        "risk": -quality * t / t.std() + rng.standard_normal(len(t)),
+                                        "survival_months": t, "censorship": co.censorship[split.val].astype(int)}))
+        f = tmp_path / f"{method}.csv"
+        pd.concat(frames).to_csv(f, index=False)
+        import_predictions(settings, f, method=method, cohort="UCEC", results=tmp_path / "results", title=method,
+                           modality="multimodal", genomics_build="mutsig", pathology=pathology)
+    return Evaluation(tmp_path / "results")
+
+
+def _claim(claims, text, cohort="UCEC"):
+    return next(c for c in claims if c.claim == text and c.cohort == cohort)
+
+
+def test_claims_hold_reverse_and_not_run(tmp_path):
+    ev = _store(tmp_path, {"ccl": 3.0, "mcat": 0.0, "motcat": 9.0})
+    claims = check_claims(ev, "last", n_resamples=300, tables=("I",))
+    assert _claim(claims, "CCL > MCAT").verdict == "holds"
+    assert _claim(claims, "CCL > MOTCat").verdict == "reversed"
+    held = _claim(claims, "CCL > MCAT")
+    assert held.low > 0 and held.p < 0.05 and held.paper == pytest.approx(0.7026 - 0.6336, abs=1e-12)
+    missing = _claim(claims, "CCL > MCAT", "BLCA")
+    assert missing.verdict == "not run"
+    assert missing.commands == ["bench run --method ccl --cohort BLCA", "bench run --method mcat --cohort BLCA"]
+    n = counts(claims)
+    assert n["holds"] == 1 and n["reversed"] == 1 and n["not run"] == len(claims) - 2
+    text = render(claims_table(claims, "last"), "markdown")
+    assert "| I       | CCL > MCAT" in text and "holds 1" in text
+
+
+def test_synthetic_evidence_is_marked_and_not_counted(tmp_path):
+    ev = _store(tmp_path, {"ccl": 3.0, "mcat": 0.0}, pathology="synthetic")
+    claims = check_claims(ev, "last", n_resamples=100, tables=("I",))
+    c = _claim(claims, "CCL > MCAT")
+    assert c.verdict == "holds" and c.synthetic
+    assert counts(claims)["holds"] == 0 and counts(claims, include_synthetic=True)["holds"] == 1
