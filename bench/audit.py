@@ -192,3 +192,40 @@ def write_site_splits(folder: Path, case_ids: list[str], n_folds: int = 5) -> li
         tmp.replace(path)
         paths.append(path)
     return paths
+
+
+def plot_audit(audits: list[Audit]):
+    """One journal-width figure (7.2 in) of the audits: per cohort and fold, the censoring rate and the median
+    follow-up of train (line) and val (dots), and the share of validation patients from a site seen in training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not audits:
+        raise BenchError("no cohort to plot")
+    with plt.rc_context({"font.size": 7, "axes.titlesize": 8, "axes.labelsize": 7, "legend.fontsize": 7,
+                         "xtick.labelsize": 7, "ytick.labelsize": 7}):
+        fig, axes = plt.subplots(1, 3, figsize=(7.2, 2.6), layout="constrained")
+        ticks, labels = [], []
+        for i, a in enumerate(audits):
+            lab = a.labels
+            x = i * 6 + lab[lab["split"] == "val"]["fold"].to_numpy()
+            for ax, col, scale in ((axes[0], "censored", 100.0), (axes[1], "follow_up_q50", 1.0)):
+                tr = lab[lab["split"] == "train"][col].to_numpy() * scale
+                va = lab[lab["split"] == "val"][col].to_numpy() * scale
+                ax.plot(x, tr, color="0.4", lw=1, label="train" if i == 0 else None)
+                ax.plot(x, va, "o", color="C0", ms=3, label="val" if i == 0 else None)
+            axes[2].bar(x, a.sites["val_patients_from_shared_sites"].to_numpy() * 100.0, color="C1", width=0.8)
+            ticks.append(i * 6 + 2)
+            labels.append(a.cohort.removeprefix("tcga_").upper())
+        for ax, title, ylabel in ((axes[0], "Censoring", "censored patients (%)"),
+                                  (axes[1], "Follow-up", "median follow-up (months)"),
+                                  (axes[2], "Sites seen in training", "val patients from such sites (%)")):
+            ax.set_title(title)
+            ax.set_ylabel(ylabel)
+            ax.set_xticks(ticks, labels)
+            ax.set_xlabel("cohort (folds 0–4)")
+        axes[2].set_ylim(0, 100)
+        axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
+    return fig

@@ -8,7 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.audit import audit_cohort, censoring_sanity, site_of, site_split_report, site_splits, write_site_splits
+from bench.audit import (
+    audit_cohort,
+    censoring_sanity,
+    plot_audit,
+    site_of,
+    site_split_report,
+    site_splits,
+    write_site_splits,
+)
 from bench.cohort import load_cohort
 from bench.config import load_settings
 from bench.errors import BenchError
@@ -85,3 +93,27 @@ def test_site_splits_need_enough_sites(tmp_path):
     assert list(f0.columns) == ["Unnamed: 0", "train", "val"]
     assert f0["val"].dropna().tolist() == [f"TCGA-A1-{i:04d}" for i in range(4)]
     assert not list((tmp_path / "site").glob(".*.tmp"))
+
+
+def test_audit_figure_fits_and_carries_its_labels():
+    settings = load_settings(ROOT)
+    audits = [audit_cohort(load_cohort(settings, c)) for c in ("tcga_ucec", "tcga_luad")]
+    fig = plot_audit(audits)
+    assert tuple(fig.get_size_inches()) == (7.2, 2.6)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label)]
+    for ax in fig.axes:  # tick labels that are drawn: ticks inside the view limits
+        for axis, (lo, hi) in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+            texts += [lab for tick, lab in zip(axis.get_ticklocs(), axis.get_ticklabels(), strict=True)
+                      if min(lo, hi) <= tick <= max(lo, hi)]
+        if ax.get_legend() is not None:
+            texts += list(ax.get_legend().get_texts())
+    texts = [t for t in texts if t.get_visible() and t.get_text()]
+    found = {t.get_text() for t in texts}
+    assert {"UCEC", "LUAD", "train", "val", "censored patients (%)"} <= found
+    box = fig.bbox
+    for t in texts:
+        e = t.get_window_extent(renderer)
+        assert e.x0 >= box.x0 - 1 and e.x1 <= box.x1 + 1 and e.y0 >= box.y0 - 1 and e.y1 <= box.y1 + 1, t.get_text()
+        assert t.get_fontsize() >= 7
