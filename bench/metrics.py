@@ -7,8 +7,9 @@
   validation C-index; the official CCL, CMTA and MOTCat code reports it, which selects the epoch
   on the very fold it reports). Ties: ``earliest`` (strict >) or ``latest`` (>=, as CCL).
 * Summaries: mean and population standard deviation (ddof 0) over folds, as the published code.
-  With several seeds: the mean over seeds of the fold means, the fold std averaged over seeds, and
-  separately the spread over seeds (population std of the per-seed fold means).
+  With several seeds each fold is first averaged over the seeds; the mean and std are then taken over
+  those per-fold averages, and the spread over seeds (population std of the per-seed fold means) is
+  reported separately.
 """
 
 from __future__ import annotations
@@ -73,12 +74,15 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def seed_summary(per_seed: Sequence[Sequence[float]]) -> tuple[float, float, float | None]:
-    """Summary over seeds of per-fold values: (mean over seeds of the fold means, fold std averaged
-    over seeds, population std over seeds of the fold means — None with a single seed)."""
+    """Summary over seeds of per-fold values (one list per seed, folds in the same order): (mean over folds of
+    the seed-averaged fold values, their population std over folds, population std over seeds of the
+    per-seed fold means — None with a single seed)."""
     if not per_seed:
         raise BenchError("no seeds to summarise")
-    stats = [mean_std(v) for v in per_seed]
-    means = np.array([m for m, _ in stats])
-    stds = np.array([s for _, s in stats])
-    spread = float(np.std(means, ddof=0)) if len(means) > 1 else None
-    return float(np.mean(means)), float(np.mean(stds)), spread
+    lengths = {len(v) for v in per_seed}
+    if len(lengths) != 1:
+        raise BenchError(f"seeds with different numbers of folds ({sorted(lengths)}) cannot be averaged fold by fold")
+    values = np.asarray(per_seed, dtype=float)  # [seeds, folds]
+    mean, std = mean_std(values.mean(axis=0))
+    spread = float(np.std(values.mean(axis=1), ddof=0)) if len(values) > 1 else None
+    return mean, std, spread

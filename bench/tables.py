@@ -438,8 +438,9 @@ def _protocol_note(protocol: str) -> str:
     return "Protocol last: each fold is scored at the last epoch of its fixed schedule (no selection)."
 
 
-SEEDS_RULE = ("a cell with several seeds shows the mean over seeds of the fold means and the fold std averaged over "
-              "seeds; the spread over seeds is shown separately.")
+SEEDS_RULE = ("a cell with several seeds averages each fold over its seeds, then shows the mean ± population std "
+              "over folds of those averages; the spread over seeds (std of the per-seed fold means) is shown "
+              "separately.")
 
 
 def _who(entries: list[tuple[str, str]], all_by_label: Mapping[str, list[str]]) -> str:

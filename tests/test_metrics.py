@@ -40,3 +40,18 @@ def test_protocols_and_tie_rules():
     assert select_epoch(per_epoch, "best-val", "earliest") == 2
     assert select_epoch(per_epoch, "best-val", "latest") == 4
     assert mean_std([0.5, 0.7]) == pytest.approx((0.6, 0.1))  # population std
+
+
+def test_seed_summary_averages_each_fold_over_seeds_first():
+    from bench.errors import BenchError
+    from bench.metrics import seed_summary
+
+    # seed 0 folds (0.6, 0.8), seed 1 folds (0.8, 0.6): per-fold averages (0.7, 0.7) -> std 0 over folds,
+    # although each seed alone has a fold std of 0.1; the seed means (0.7, 0.7) have no spread either
+    assert seed_summary([[0.6, 0.8], [0.8, 0.6]]) == pytest.approx((0.7, 0.0, 0.0), abs=1e-15)
+    mean, std, spread = seed_summary([[0.6, 0.8], [0.6, 1.0]])
+    assert (mean, std, spread) == pytest.approx((0.75, 0.15, 0.05), abs=1e-15)
+    one = seed_summary([[0.5, 0.7]])
+    assert one[:2] == pytest.approx((0.6, 0.1), abs=1e-15) and one[2] is None
+    with pytest.raises(BenchError, match="different numbers of folds"):
+        seed_summary([[0.5, 0.7], [0.5]])

@@ -68,7 +68,7 @@ def test_table1_best_val_values_marks_and_gaps(store):
     assert _row(t, "AttMIL")[blca] == Mark("1.0000 ± 0.0000 (3/5 folds)", None)  # partial: never ranked
     assert _row(t, "External")[blca] == Mark("0.6667 ± 0.0000", None)
     assert _row(t, "MaxMIL")[blca] == Mark("0.5000 ± 0.0000", None)
-    # two seeds: mean over seeds of the fold means (1 and 0.5), fold std averaged (0 and 0)
+    # two seeds: each fold averaged over the seeds (0.75), then mean ± std over folds
     assert _row(t, "SNN")[brca] == Mark("0.7500 ± 0.0000", "second")
     assert _row(t, "MaxMIL")[brca] == Mark("0.8333 ± 0.0000", "best")
     # Overall only where all five cohorts are complete: (0.5 + 5/6 + 2/3 + 0.5 + 1) / 5
