@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -168,6 +168,7 @@ class FoldTensors:
     train: np.ndarray
     val: np.ndarray
     excluded: list[str]
+    inner: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # selection=inner only
 
     @classmethod
     def build(cls, cohort: Cohort, fold: Fold, device: torch.device,
@@ -176,7 +177,7 @@ class FoldTensors:
         omic = torch.from_numpy(fold.genomics).to(device)
         groups = [omic[:, torch.from_numpy(cohort.groups[g]).to(device)].contiguous() for g in GROUP_NAMES]
         keep = available if available is not None else np.ones(cohort.n_patients, dtype=bool)
-        excluded = [cohort.case_ids[i] for i in np.concatenate([fold.train, fold.val]) if not keep[i]]
+        excluded = [cohort.case_ids[i] for i in np.concatenate([fold.train, fold.inner, fold.val]) if not keep[i]]
         return cls(
             omic=omic,
             groups=groups,
@@ -186,6 +187,7 @@ class FoldTensors:
             train=fold.train[keep[fold.train]],
             val=fold.val[keep[fold.val]],
             excluded=excluded,
+            inner=fold.inner[keep[fold.inner]],
         )
 
 

@@ -78,12 +78,14 @@ def _echo(text: str) -> None:
 def _protocols(protocol: str) -> list[str]:
     from bench.evaluation import check_protocol
 
+    if protocol == "all":
+        return ["best-val", "last", "inner"]
     return ["best-val", "last"] if protocol == "both" else [check_protocol(protocol)]
 
 
 def tables(
     table: Annotated[str, typer.Option("--table", "-t", help="1, 2, 3, 4 or all.")] = "all",
-    protocol: Annotated[str, typer.Option(help="best-val, last or both.")] = "best-val",
+    protocol: Annotated[str, typer.Option(help="best-val, last, inner, both (best-val and last) or all.")] = "best-val",
     format_: Annotated[str, typer.Option("--format", "-f", help="terminal, markdown, latex or csv.")] = "terminal",
     out: Annotated[Path | None, typer.Option(help="Write one file per table into this folder.")] = None,
     compare_paper: Annotated[bool, typer.Option("--compare-paper",

@@ -9,6 +9,7 @@ training fold only, unless ``bins = "cohort"`` asks for the published whole-coho
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,16 +139,28 @@ class Cohort:
             raise BenchError(f"fold {k} out of range for {self.name}: folds 0..{len(self.splits) - 1}")
         return self.splits[k]
 
-    def fold(self, k: int, bins: str = "train", n_bins: int = 4) -> Fold:
-        """Preprocessing of fold ``k`` fitted on its training patients (see :class:`Fold`)."""
+    def fold(self, k: int, bins: str = "train", n_bins: int = 4, inner: Sequence[str] | None = None) -> Fold:
+        """Preprocessing of fold ``k`` fitted on its training patients (see :class:`Fold`).
+
+        ``inner``: training patients held out as the fold's inner validation split (``selection=inner``,
+        :mod:`bench.inner_splits`); ``train`` is then the rest and the preprocessing is fitted on the rest only.
+        """
         split = self.split(k)
-        fit_on = np.arange(self.n_patients) if bins == "cohort" else split.train
+        train, held = split.train, np.empty(0, dtype=np.int64)
+        if inner is not None:
+            held_set = set(inner)
+            stray = sorted(held_set - {self.case_ids[i] for i in split.train})
+            if stray:
+                raise BenchError(f"inner patient {stray[0]} is not a training patient of fold {k} of {self.name}")
+            train = np.array([i for i in split.train if self.case_ids[i] not in held_set], dtype=np.int64)
+            held = np.array(sorted(self.index[c] for c in held_set), dtype=np.int64)
+        fit_on = np.arange(self.n_patients) if bins == "cohort" else train
         edges = fit_time_bins(self.time[fit_on], self.censorship[fit_on], n_bins)
         labels = assign_bins(self.time, edges)
-        scaler = StandardScaler().fit(self.genomics[split.train])
+        scaler = StandardScaler().fit(self.genomics[train])
         genomics = scaler.transform(self.genomics).astype(np.float32)
-        return Fold(k=k, train=split.train, val=split.val, edges=edges, bins=labels, genomics=genomics,
-                    bins_fitted_on=bins)
+        return Fold(k=k, train=train, val=split.val, edges=edges, bins=labels, genomics=genomics,
+                    bins_fitted_on=bins, inner=held)
 
 
 @dataclass
@@ -165,6 +178,7 @@ class Fold:
     bins: np.ndarray
     genomics: np.ndarray
     bins_fitted_on: str
+    inner: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # selection=inner only
 
 
 def fit_time_bins(time: np.ndarray, censorship: np.ndarray, n_bins: int = 4, eps: float = 1e-6) -> np.ndarray:

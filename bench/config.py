@@ -66,7 +66,15 @@ TRAIN_KEYS: dict[str, Key] = {
     "l1": Key(float, 0.0, check=_nonneg, help="must be >= 0"),
     "scheduler": Key(str, "none", choices=("none", "cosine")),
     "warmup_epochs": Key(int, 0, check=lambda x: x >= 0, help="must be >= 0"),
+    # outer: train on the whole training fold (the published protocols). inner: train on the training fold minus
+    # its inner split (splits/<cohort>/inner_<k>.csv) and evaluate that split after every epoch as well, so the
+    # `inner` fold-score protocol can pick the epoch on patients the reported fold never sees.
+    "selection": Key(str, "outer", choices=("outer", "inner")),
 }
+
+#: Keys added after runs were stored: left out of the config hash at these values, so the stored runs keep
+#: their keys (their configs were resolved before the key existed, with this behaviour).
+HASH_DEFAULTS: dict[tuple[str, str], Any] = {("train", "selection"): "outer"}
 
 def _build_name(x: str) -> bool:
     # a build is a folder name under data/genomics, never a path (``../genomics/mutsig`` would alias a build)
@@ -363,7 +371,11 @@ def _valid_keys(config: Mapping[str, Any]) -> str:
 
 def config_hash(config: Mapping[str, Any]) -> str:
     """Short stable hash of a resolved config (part of the run key)."""
-    return sha256_json(config)[:12]
+    hashed = {section: dict(values) if isinstance(values, Mapping) else values for section, values in config.items()}
+    for (section, key), default in HASH_DEFAULTS.items():
+        if isinstance(hashed.get(section), dict) and hashed[section].get(key, default) == default:
+            hashed[section].pop(key, None)
+    return sha256_json(hashed)[:12]
 
 
 def variant_name(overrides: Mapping[str, Any]) -> str:

@@ -2,7 +2,8 @@
 
 Every method trains the same way: seed, build the model, then for each epoch a pass over the
 training fold (optimiser, learning rate, weight decay, gradient accumulation and sampler from the
-resolved config; NLL plus the method's auxiliary losses) and an evaluation of the validation fold.
+resolved config; NLL plus the method's auxiliary losses) and an evaluation of the validation fold
+(and, under ``selection=inner``, of the inner split held out of the training fold).
 After the last epoch the training fold is evaluated too. The result is a predictions table in the
 prediction-store format. An optional checkpoint after every epoch makes a killed run resumable with
 the same final predictions.
@@ -221,6 +222,8 @@ def train_fold(
                 progress.on_step(i + 1, n_steps, float(loss.detach()))
         val = predict(model, batches, t.val, bs)
         frames.append(prediction_frame(batches, t.val, val, epoch, "val"))
+        if len(t.inner):  # selection=inner: the epoch is chosen on these held-out training patients
+            frames.append(prediction_frame(batches, t.inner, predict(model, batches, t.inner, bs), epoch, "inner"))
         c = cindex(t.time[t.val].cpu().numpy(), t.censorship[t.val].cpu().numpy(), val["risk"])
         log = EpochLog(epoch=epoch, train_loss=total / max(1, seen),
                        aux={k: v / max(1, seen) for k, v in aux_tot.items()},

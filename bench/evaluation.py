@@ -3,7 +3,7 @@
 Stored runs are grouped into *cells* — one method, one variant, one cohort — each holding its
 seeds, each seed its folds. A run's variant is read from its manifest's ``overrides`` (keys
 shortened to the part after the last dot, values canonicalised), never from folder names. A
-protocol (``best-val`` or ``last``, :mod:`bench.metrics`) picks one epoch per fold; every metric of
+protocol (``best-val``, ``last`` or ``inner``, :mod:`bench.metrics`) picks one epoch per fold; every metric of
 the fold is computed on that epoch's validation predictions.
 
 A seed is *complete* when it holds every fold of the cohort's splits. A cell's summary uses its
@@ -25,7 +25,7 @@ import pandas as pd
 from bench import survival_metrics as sm
 from bench.config import Settings, parse_sets
 from bench.errors import BenchError
-from bench.metrics import PROTOCOLS, cindex, epoch_cindex, mean_std, seed_summary, select_epoch
+from bench.metrics import PROTOCOLS, cindex, epoch_cindex, inner_cindex, mean_std, seed_summary, select_epoch
 from bench.predictions import StoredRun, store_layout
 
 Overrides = tuple[tuple[str, str], ...]
@@ -77,6 +77,11 @@ def norm_value(v: Any) -> str:
         f = float(v)
         return str(int(f)) if f.is_integer() and abs(f) < 1e15 else repr(f)
     return str(v)
+
+
+def with_inner(overrides: Overrides) -> Overrides:
+    """The variant's ``selection=inner`` twin: the runs protocol ``inner`` reads."""
+    return tuple(sorted({**dict(overrides), "selection": "inner"}.items()))
 
 
 def normalize_overrides(overrides: Mapping[str, Any]) -> Overrides:
@@ -423,11 +428,20 @@ class Evaluation:
         if per_epoch.empty:
             raise BenchError(f"{run.path} has no validation predictions; rerun it or delete the folder")
         tie = (run.manifest.get("method") or {}).get("tie", "earliest")
-        epoch = select_epoch(per_epoch, check_protocol(protocol), tie)
+        if check_protocol(protocol) == "inner":
+            try:
+                epoch = select_epoch(inner_cindex(preds), "inner", tie)
+            except BenchError as exc:
+                raise BenchError(f"{run.path}: {exc}") from exc
+        else:
+            epoch = select_epoch(per_epoch, protocol, tie)
         return FoldEval(run, preds, per_epoch, epoch, float(per_epoch.loc[epoch]))
 
     def cell(self, method: str, cohort: str, overrides: Overrides = DEFAULT, protocol: str = "best-val") -> Cell | None:
-        """The cell of (method, variant, cohort) under ``protocol``, or None if nothing is stored."""
+        """The cell of (method, variant, cohort) under ``protocol``, or None if nothing is stored. Protocol
+        ``inner`` reads the variant's ``selection=inner`` runs (:func:`with_inner`)."""
+        if protocol == "inner":
+            overrides = with_inner(overrides)
         key = (method, overrides, cohort, protocol)
         if key not in self._cells:
             seeds = self._index.get((method, overrides, cohort))

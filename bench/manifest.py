@@ -29,15 +29,20 @@ from bench.io import sha256_json
 PACKAGES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "lifelines", "h5py", "POT")
 
 
-def data_identity(cohort: Cohort, fold: int, store: StoreInfo | None) -> dict[str, Any]:
-    """What a run's inputs are, as hashes: the table, the fold's split file and the feature store."""
-    return {
+def data_identity(cohort: Cohort, fold: int, store: StoreInfo | None, inner_sha256: str | None = None
+                  ) -> dict[str, Any]:
+    """What a run's inputs are, as hashes: the table, the fold's split file, the feature store and, under
+    ``selection=inner``, the fold's inner split file (absent otherwise, so earlier runs keep their hash)."""
+    identity = {
         "cohort": cohort.name,
         "genomics_build": cohort.build,
         "table_sha256": cohort.hashes["table"],
         "split_sha256": cohort.hashes[f"splits_{fold}"],
         "features_fingerprint": store.fingerprint if store is not None else None,
     }
+    if inner_sha256 is not None:
+        identity["inner_sha256"] = inner_sha256
+    return identity
 
 
 def data_hash(identity: Mapping[str, Any]) -> str:
@@ -98,9 +103,11 @@ def build_manifest(
     seconds: float,
     resumed_from: int = 0,
     placement: str | None = None,
+    inner_sha256: str | None = None,
+    inner_patients: list[str] | None = None,
 ) -> dict[str, Any]:
     """The manifest of one finished run (see module docstring)."""
-    identity = data_identity(cohort, fold.k, store)
+    identity = data_identity(cohort, fold.k, store, inner_sha256)
     return {
         "survbench_manifest": 1,
         "key": dict(key),
@@ -119,6 +126,8 @@ def build_manifest(
             "bins_fitted_on": fold.bins_fitted_on,
             "bin_edges": np.asarray(fold.edges).round(6).tolist(),
             "pathology": store.describe() if store is not None else None,
+            **({"inner_file": f"inner_{fold.k}.csv", "n_inner": len(inner_patients),
+                "inner_patients": inner_patients} if inner_patients is not None else {}),
         },
         "environment": {**versions(), "git": git_state(str(root)),
                         "machine": {**machine(device), "feature_placement": placement}},

@@ -6,6 +6,9 @@
   ``last`` (the fixed schedule's last epoch) and ``best-val`` (the epoch with the highest
   validation C-index; the official CCL, CMTA and MOTCat code reports it, which selects the epoch
   on the very fold it reports). Ties: ``earliest`` (strict >) or ``latest`` (>=, as CCL).
+  ``inner``: the epoch with the highest C-index on the fold's inner split (training patients held out
+  of training, stored as ``split = inner`` rows by runs with ``selection=inner``), scored on the
+  validation fold: a selection that never sees the reported patients (same tie rule).
 * Summaries: mean and population standard deviation (ddof 0) over folds, as the published code.
   With several seeds each fold is first averaged over the seeds; the mean and std are then taken over
   those per-fold averages, and the spread over seeds (population std of the per-seed fold means) is
@@ -22,7 +25,7 @@ from sksurv.metrics import concordance_index_censored
 
 from bench.errors import BenchError
 
-PROTOCOLS = ("best-val", "last")
+PROTOCOLS = ("best-val", "last", "inner")
 
 
 def cindex(time: np.ndarray, censorship: np.ndarray, risk: np.ndarray) -> float:
@@ -52,7 +55,7 @@ def select_epoch(per_epoch: pd.Series, protocol: str, tie: str = "earliest") -> 
         raise BenchError("no validation predictions to score")
     if protocol == "last":
         return int(per_epoch.index.max())
-    if protocol != "best-val":
+    if protocol not in ("best-val", "inner"):
         raise BenchError(f"unknown protocol '{protocol}'; choose one of {', '.join(PROTOCOLS)}")
     values = per_epoch.fillna(-np.inf)
     best = values.max()
@@ -63,8 +66,18 @@ def select_epoch(per_epoch: pd.Series, protocol: str, tie: str = "earliest") -> 
 def fold_score(predictions: pd.DataFrame, protocol: str, tie: str = "earliest") -> tuple[int, float]:
     """(selected epoch, its validation C-index) of one fold's stored predictions."""
     per_epoch = epoch_cindex(predictions)
-    epoch = select_epoch(per_epoch, protocol, tie)
+    epoch = select_epoch(inner_cindex(predictions) if protocol == "inner" else per_epoch, protocol, tie)
     return epoch, float(per_epoch.loc[epoch])
+
+
+def inner_cindex(predictions: pd.DataFrame) -> pd.Series:
+    """Per-epoch C-index of the inner split, or an error saying which runs have one."""
+    has_inner = (predictions["split"] == "inner").any()
+    per_epoch = epoch_cindex(predictions, "inner") if has_inner else pd.Series(dtype=float)
+    if per_epoch.empty:
+        raise BenchError("protocol inner needs inner-split predictions: runs made with --set selection=inner "
+                         "(after `bench data inner-splits --cohort <cohort>`)")
+    return per_epoch
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

@@ -22,7 +22,8 @@ from bench.config import RUN_KEYS, Settings, config_hash, resolve_run_config, va
 from bench.engine import Progress, check_accumulation, train_fold
 from bench.errors import BenchError
 from bench.features import StoreChoice, choose_store
-from bench.io import write_json
+from bench.inner_splits import inner_path, read_inner
+from bench.io import sha256_file, write_json
 from bench.locks import RunLock, remove_partial_files
 from bench.manifest import build_manifest, data_hash, data_identity
 from bench.metrics import fold_score, mean_std
@@ -66,7 +67,29 @@ class RunPlan:
         return run_dir(self.results, self.info.name, self.variant, self.cohort.name, self.seed, fold)
 
     def data_hash(self, fold: int) -> str:
-        return data_hash(data_identity(self.cohort, fold, self.store.info if self.store else None))
+        return data_hash(data_identity(self.cohort, fold, self.store.info if self.store else None,
+                                       self.inner_sha256(fold)))
+
+    @property
+    def inner(self) -> bool:
+        """Whether the epoch is selected on an inner split (``selection=inner``)."""
+        return self.config["train"].get("selection", "outer") == "inner"
+
+    def inner_patients(self, fold: int) -> list[str] | None:
+        """The inner split's patients of ``fold`` under ``selection=inner`` (checked file), else None."""
+        if not self.inner:
+            return None
+        split = self.cohort.split(fold)
+        return read_inner(inner_path(split.path.parent, fold), [self.cohort.case_ids[i] for i in split.train])[1]
+
+    def inner_sha256(self, fold: int) -> str | None:
+        if not self.inner:
+            return None
+        path = inner_path(self.cohort.split(fold).path.parent, fold)
+        if not path.is_file():
+            raise BenchError(f"selection=inner needs {path}; draw the inner splits with "
+                             f"`bench data inner-splits --cohort {short_name(self.cohort.name)}`")
+        return sha256_file(path)
 
     def command(self, folds: bool = False) -> str:
         """The ``bench run`` command that (re)creates this plan."""
@@ -145,6 +168,10 @@ def plan_run(
         results=Path(results) if results else settings.results_dir,
         settings=settings,
     )
+    if plan.inner:
+        for f in fold_list:  # a missing or inconsistent inner split stops the run before anything is written
+            plan.inner_sha256(f)
+            plan.inner_patients(f)
     if info.uses_pathology and load_store:
         plan.store = choose_store(settings, co, features or settings["run"]["features"])
     return plan
@@ -299,7 +326,8 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
     """Train one fold and write its predictions and manifest."""
     cfg = plan.config
     d = plan.dir(fold)
-    fold_obj = plan.cohort.fold(fold, bins=cfg["data"]["bins"], n_bins=cfg["data"]["n_bins"])
+    fold_obj = plan.cohort.fold(fold, bins=cfg["data"]["bins"], n_bins=cfg["data"]["n_bins"],
+                                inner=plan.inner_patients(fold))
     tensors = FoldTensors.build(plan.cohort, fold_obj, plan.device, bags.available if bags is not None else None)
     if len(tensors.train) == 0 or len(tensors.val) == 0:
         raise BenchError(f"fold {fold} of {plan.cohort.name} has no usable train or val patients "
@@ -319,7 +347,8 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
         store=plan.store.info if plan.store else None, excluded=tensors.excluded, n_train=len(tensors.train),
         n_val=len(tensors.val), device=plan.device, root=plan.settings.root, epochs=result.epochs,
         placement=bags.placement if bags is not None else None,
-        seconds=result.seconds, resumed_from=result.resumed_from,
+        seconds=result.seconds, resumed_from=result.resumed_from, inner_sha256=plan.inner_sha256(fold),
+        inner_patients=[plan.cohort.case_ids[i] for i in tensors.inner] if plan.inner else None,
     )
     if stats := result.model.run_stats():
         manifest["model_stats"] = stats

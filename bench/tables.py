@@ -36,6 +36,7 @@ from bench.evaluation import (
     norm_value,
     normalize_overrides,
     variant_label,
+    with_inner,
 )
 from bench.registry import PAPER_COHORTS, all_methods, paper_table
 from bench.table_render import MISSING, Block, Mark, Table
@@ -353,7 +354,8 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
                  f"{' within each parameter' if len({r.group for r in rows}) > 1 else ''} "
                  "(complete cells only, compared at the 4 decimals shown).")
     if compare:
-        notes.append("opt. = selection optimism: the value under best-val minus the value under last (same runs).")
+        notes.append("opt. = selection optimism: the value under best-val minus the value under "
+                     f"{'last' if opts.protocol == 'best-val' else opts.protocol} (same runs).")
         if paper_cols:
             notes.append("paper = the published value (the CCL paper's Table I, or a plugin method's own "
                          "`reported` numbers); Δ = ours minus paper.")
@@ -431,7 +433,19 @@ def _metric_note(metric: str) -> str:
     return _METRIC_NOTES[metric]
 
 
+def _other(ev: Evaluation, method: str, cohort: str, overrides: Overrides, protocol: str) -> Cell | None:
+    """The cell the optimism column compares with, on the same runs: ``last`` for ``best-val``, ``best-val``
+    otherwise (for ``inner``: best-val of the selection=inner runs)."""
+    if protocol == "best-val":
+        return ev.cell(method, cohort, overrides, "last")
+    return ev.cell(method, cohort, with_inner(overrides) if protocol == "inner" else overrides, "best-val")
+
+
 def _protocol_note(protocol: str) -> str:
+    if protocol == "inner":
+        return ("Protocol inner: each fold is scored at the epoch with the highest C-index on its inner split "
+                "(splits/<cohort>/inner_<k>.csv: training patients held out of training), from runs made with "
+                "selection=inner — the reported fold never chooses the epoch.")
     if protocol == "best-val":
         return ("Protocol best-val: each fold is scored at the epoch with its highest validation C-index (ties: the "
                 "method's rule), as the official code reports — selected on the fold it reports, so optimistic.")
@@ -504,7 +518,6 @@ def provenance_notes(ev: Evaluation, cells: Sequence[tuple[str, str, Cell | None
 def table1(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table:
     """Table I: ``opts.metric`` per method x cohort (see module docstring)."""
     protocol = check_protocol(opts.protocol)
-    other_protocol = "last" if protocol == "best-val" else "best-val"
     cohorts, overall_over = table_cohorts(ev)
     rows = []
     for spec in row_specs(ev):
@@ -512,7 +525,7 @@ def table1(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table
         rows.append(GridRow(
             lead=[spec.modality, spec.label], label=spec.label, method=spec.method, overrides=variant,
             cells={c: ev.cell(spec.method, c, variant, protocol) if spec.method else None for c in cohorts},
-            other={c: ev.cell(spec.method, c, variant, other_protocol) if spec.method and opts.compare_paper else None
+            other={c: _other(ev, spec.method, c, variant, protocol) if spec.method and opts.compare_paper else None
                    for c in cohorts},
             paper=paper, paper_overall=paper_overall, commands=_method_commands(ev, spec, variant, opts)))
     _blank_repeats(rows)
@@ -553,7 +566,7 @@ def _method_commands(ev: Evaluation, spec: RowSpec, variant: Overrides,
     method = spec.method
     if not spec.registered:
         return lambda c, cell: [import_command(method, c, variant)]
-    sets = dict(variant)
+    sets = dict(with_inner(variant)) if opts.protocol == "inner" else dict(variant)
     return lambda c, cell: _seed_commands(ev, lambda seed, folds: run_command(method, c, sets, seed, folds), cell,
                                           opts.default_seed)
 
@@ -627,6 +640,8 @@ def table2(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table
 
 
 def _ccl_commands(ev: Evaluation, sets: Mapping[str, Any], opts: Options) -> Callable[[str, Cell | None], list[str]]:
+    if opts.protocol == "inner":
+        sets = {**sets, "selection": "inner"}
     return lambda c, cell: _seed_commands(ev, lambda seed, folds: run_command(CCL, c, sets, seed, folds), cell,
                                           opts.default_seed)
 
@@ -634,20 +649,19 @@ def _ccl_commands(ev: Evaluation, sets: Mapping[str, Any], opts: Options) -> Cal
 def table3(ev: Evaluation, opts: Options) -> Table:
     """Table III: CCL's ablations (baseline, +CCA, +CCA+MKD, full CCL) per cohort."""
     protocol = check_protocol(opts.protocol)
-    other_protocol = "last" if protocol == "best-val" else "best-val"
     cohorts, overall_over = table_cohorts(ev)
     published = paper_table("table3_ablation")
     rows = []
     for i, (label, flags, sets) in enumerate(ABLATION):
         ov = normalize_overrides(sets)
         cells = {c: ev.cell(CCL, c, ov, protocol) for c in cohorts}
-        other = {c: ev.cell(CCL, c, ov, other_protocol) if opts.compare_paper else None for c in cohorts}
+        other = {c: _other(ev, CCL, c, ov, protocol) if opts.compare_paper else None for c in cohorts}
         note = ""
         if i == 0:
             fallback = [c for c in cohorts if cells[c] is None and ev.has("dualtrans", c)]
             for c in fallback:
                 cells[c] = ev.cell("dualtrans", c, DEFAULT, protocol)
-                other[c] = ev.cell("dualtrans", c, DEFAULT, other_protocol) if opts.compare_paper else None
+                other[c] = _other(ev, "dualtrans", c, DEFAULT, protocol) if opts.compare_paper else None
             if fallback:
                 note = (f"Baseline row for {', '.join(short_name(c) for c in fallback)}: method dualtrans (default "
                         f"runs), because the CCL ablation run ({', '.join(f'{k}=false' for k in sets)}) is missing.")
@@ -676,7 +690,6 @@ def ccl_defaults() -> dict[str, Any]:
 def table4(ev: Evaluation, opts: Options) -> Table:
     """Table IV: CCL with one of k, tau, b, r changed, per cohort (defaults for the others)."""
     protocol = check_protocol(opts.protocol)
-    other_protocol = "last" if protocol == "best-val" else "best-val"
     cohorts, overall_over = table_cohorts(ev)
     published = paper_table("table4_hyperparameters")
     defaults = ccl_defaults()
@@ -701,7 +714,7 @@ def table4(ev: Evaluation, opts: Options) -> Table:
                 lead=[param, norm_value(shown) + (" (default)" if is_default else "")],
                 label=f"{param}={norm_value(v)}",
                 method=CCL, overrides=ov, cells={c: ev.cell(CCL, c, ov, protocol) for c in cohorts},
-                other={c: ev.cell(CCL, c, ov, other_protocol) if opts.compare_paper else None for c in cohorts},
+                other={c: _other(ev, CCL, c, ov, protocol) if opts.compare_paper else None for c in cohorts},
                 paper=paper, paper_overall=float(prow.iloc[0]["overall"]) if len(prow) else None,
                 commands=_ccl_commands(ev, {} if is_default else {param: shown}, opts), group=param))
     _blank_repeats(rows)

@@ -202,8 +202,8 @@ def _check_predictions(m: dict[str, Any], preds: pd.DataFrame, settings: Setting
     for col in ("risk", "survival_months", "censorship"):
         if not pd.api.types.is_numeric_dtype(preds[col]):
             return "corrupt", f"predictions.csv column {col} is not numeric"
-    if not preds["split"].isin(("val", "train")).all():
-        return "corrupt", "predictions.csv has a split other than 'val' or 'train'"
+    if not preds["split"].isin(("val", "train", "inner")).all():
+        return "corrupt", "predictions.csv has a split other than 'val', 'train' or 'inner'"
     if preds.duplicated(["epoch", "split", "case_id"]).any():
         return "corrupt", "predictions.csv holds a patient twice in one epoch"
     val = preds[preds["split"] == "val"]
@@ -230,7 +230,18 @@ def _check_predictions(m: dict[str, Any], preds: pd.DataFrame, settings: Setting
                 return "corrupt", f"{len(stray)} patient(s) are not {part} patients of fold {fold} (e.g. {stray[0]})"
         return None
     excluded = set(data.get("excluded_patients") or [])
-    for part, expected, rows in (("val", val_ids - excluded, val), ("train", train_ids - excluded, train)):
+    inner_rows = preds[preds["split"] == "inner"]
+    inner_ids = set(data.get("inner_patients") or [])
+    if inner_ids - train_ids:
+        return "corrupt", f"inner patient {sorted(inner_ids - train_ids)[0]} is not a training patient of fold {fold}"
+    if inner_ids and sorted(inner_rows["epoch"].unique().tolist()) != sorted(val["epoch"].unique().tolist()):
+        return "incomplete", "inner-split predictions missing for some epochs"
+    if not inner_ids and len(inner_rows):
+        return "corrupt", "predictions.csv has inner-split rows but the manifest names no inner patients"
+    parts = [("val", val_ids - excluded, val), ("train", train_ids - inner_ids - excluded, train)]
+    if inner_ids:
+        parts.append(("inner", inner_ids - excluded, inner_rows))
+    for part, expected, rows in parts:
         # no patient twice per epoch (checked above): all ids expected and as many as expected is set equality
         sizes = rows.groupby("epoch").size()
         if rows["case_id"].isin(expected).all() and (sizes == len(expected)).all():
