@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.cohort import Cohort, assign_bins, fit_time_bins
+from bench.cohort import META_COLUMNS, Cohort, assign_bins, fit_time_bins, table_builds, table_path
 from bench.errors import BenchError
 
 QUANTILES = (0.25, 0.5, 0.75)
@@ -229,3 +229,15 @@ def plot_audit(audits: list[Audit]):
         axes[2].set_ylim(0, 100)
         axes[0].legend(loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2, frameon=False)
     return fig
+
+
+def genomic_columns_per_build(settings: Any, name: str) -> dict[str, int]:
+    """Genomic columns of each bundled build of a cohort, from the tables' headers only."""
+    out = {}
+    for build in table_builds(settings, name):
+        path = table_path(settings, name, build)
+        if path is None:
+            continue
+        header = pd.read_csv(path, nrows=0).columns
+        out[build] = sum(1 for c in header if c not in META_COLUMNS and not str(c).startswith("Unnamed"))
+    return out
