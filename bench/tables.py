@@ -87,8 +87,9 @@ def format_p(p: float | None) -> str:
     return re.sub(r"e([+-])0*(\d)", lambda m: f"e{'-' if m.group(1) == '-' else ''}{m.group(2)}", f"{p:.1e}")
 
 
-def summary_text(s: Summary | None) -> str:
-    """``0.6862 ± 0.0253``; pooled metrics ``0.68 [lo, hi]``; partial cells say how many folds."""
+def summary_text(s: Summary | None, max_seeds: int = 1) -> str:
+    """``0.6862 ± 0.0253``; pooled metrics ``0.68 [lo, hi]``; partial cells say how many folds, and a cell made
+    from fewer seeds than the table's fullest cell says how many seeds."""
     if s is None:
         return MISSING
     if s.low is not None and s.high is not None:
@@ -99,6 +100,8 @@ def summary_text(s: Summary | None) -> str:
         text = fmt(s.mean)
     if s.partial:
         text += f" ({s.n_folds}/{s.expected_folds} folds)"
+    if s.n_seeds < max_seeds:
+        text += f" ({s.n_seeds}/{max_seeds} seeds)"
     return text
 
 
@@ -269,6 +272,8 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
         return None if cell is None else cell.summary(opts.metric, opts.n_resamples, opts.boot_seed)
 
     ours = [{c: summ(r.cells.get(c)) for c in cohorts} for r in rows]
+    # per column: a cell made from fewer seeds than the fullest cell of its cohort says so
+    max_seeds = {c: max((row[c].n_seeds for row in ours if row[c] is not None), default=1) for c in cohorts}
     overall = [_overall([s[c] for c in overall_over]) for s in ours]
     other = [{c: summ(r.other.get(c)) for c in cohorts} for r in rows] if opts.compare_paper else []
     other_overall = [_overall([s[c] for c in overall_over]) for s in other]
@@ -309,7 +314,7 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
         line: list[str | Mark] = list(r.lead)
         for c in cohorts:
             s, sc = ours[i][c], short_name(c)
-            line.append(Mark(summary_text(s), marks[i][c]))
+            line.append(Mark(summary_text(s, max_seeds[c]), marks[i][c]))
             p = r.paper.get(sc)
             diff = None if p is None or s is None or math.isnan(s.mean) else s.mean - p[0]
             if paper_cols:
