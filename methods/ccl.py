@@ -17,10 +17,18 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from bench.batches import Batch
-from bench.cohort import assign_bins, fit_time_bins
-from bench.errors import BenchError
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import (
+    Batch,
+    BenchError,
+    InputDims,
+    MethodInfo,
+    ModelOutput,
+    SurvivalModel,
+    assign_bins,
+    fit_time_bins,
+    register,
+    table1_row,
+)
 from methods.layers import GroupGenomicEncoder, TokenAggregation, TokenTransformer, TransMILPathology, snn_block
 
 # --------------------------------------------------------------------------------------------------

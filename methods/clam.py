@@ -6,9 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batches import Batch
-from bench.errors import BenchError
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, BenchError, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import GatedAttention, init_xavier, masked_softmax
 
 _PAPER = ("Lu et al., Data-efficient and weakly supervised computational pathology on whole-slide images, "

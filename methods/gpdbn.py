@@ -7,8 +7,7 @@ import itertools
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.fusion import AttentionPool, kronecker
 from methods.layers import init_xavier, snn_block
 

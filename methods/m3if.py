@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.losses import nll_loss
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, nll_loss, register, table1_row
 from methods.fusion import EncoderLayer, merge_outputs, split_batch
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.coattn import FUSIONS, CoAttention, SignatureNets, TwoBranchHead
 
 

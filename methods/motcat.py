@@ -8,10 +8,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.errors import BenchError
-from bench.losses import nll_loss
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import (
+    Batch,
+    BenchError,
+    InputDims,
+    MethodInfo,
+    ModelOutput,
+    SurvivalModel,
+    nll_loss,
+    register,
+    table1_row,
+)
 from methods.coattn import (
     FUSIONS,
     OT_REG_TYPES,

@@ -10,10 +10,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.cohort import GROUP_NAMES
-from bench.errors import BenchError
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import (
+    GROUP_NAMES,
+    Batch,
+    BenchError,
+    InputDims,
+    MethodInfo,
+    ModelOutput,
+    SurvivalModel,
+    register,
+    table1_row,
+)
 from methods.layers import masked_mean, snn_block
 
 #: Column suffixes a pathway gene may contribute, per ``modalities`` setting.

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.metrics import cindex, mean_std, select_epoch
+from bench.metrics.concordance import cindex, mean_std, select_epoch
 
 REF = Path(__file__).resolve().parents[1] / "data" / "reference_results"
 

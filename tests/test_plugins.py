@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
-from bench.contract import run_contract
-from bench.errors import BenchError
-from bench.registry import unregister
-from bench.toy import make_toy_project
+from bench._core.errors import BenchError
+from bench.api import registry, unregister
+from bench.data.toy import make_toy_project
+from bench.tools.contract import run_contract
 
 BIN = Path(sys.executable).parent
 BENCH = str(BIN / "bench")
@@ -29,8 +28,7 @@ BENCH = str(BIN / "bench")
 DEMO_METHOD = '''
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register
 
 
 @register(MethodInfo(
@@ -58,8 +56,7 @@ class DemoMLP(SurvivalModel):
 LEAKY_METHOD = '''
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register
 
 
 @register(MethodInfo(name="leaky_mean", title="LeakyMean", modality="pathology", paper="test",
@@ -287,8 +284,7 @@ BROKEN_TEMPLATE = '''
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register
 
 
 @register(MethodInfo(name="{name}", title="{name}", modality="pathology", paper="test", notes="broken",

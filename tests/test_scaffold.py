@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.contract import run_contract
-from bench.errors import BenchError
-from bench.registry import get_method, unregister
-from bench.scaffold import (
+from bench._core.errors import BenchError
+from bench.api import get_method, unregister
+from bench.tools.contract import run_contract
+from bench.tools.scaffold import (
     check_name_free,
     class_name,
     default_tests_dir,
