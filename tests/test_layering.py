@@ -105,7 +105,7 @@ def test_the_walk_sees_the_imports_it_must():
     assert ("bench.api.model", 0) in [(m, 0) for m, _ in GRAPH["bench.data.batches"]]
     # a function-local import is counted (bench.cli.run imports the runner inside its command)
     assert "bench.train.runner" in {m for m, _ in GRAPH["bench.cli.run"]}
-    # ALIASES_CHECK
+    assert {"bench.registry", "bench.batches", "bench.config", "bench.features"} <= ALIASES
 
 
 def test_no_upward_import():

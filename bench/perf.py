@@ -1,0 +1,5 @@
+"""Deprecated alias of :mod:`bench.tools.perf` (survbench 0.1's layout); removed in the next release."""
+
+from bench._core.deprecation import alias
+
+alias(__name__, "bench.tools.perf")

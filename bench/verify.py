@@ -1,0 +1,5 @@
+"""Deprecated alias of :mod:`bench.store.verify` (survbench 0.1's layout); removed in the next release."""
+
+from bench._core.deprecation import alias
+
+alias(__name__, "bench.store.verify")
