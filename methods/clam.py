@@ -91,7 +91,6 @@ _COMMON = dict(
     official_code=_CODE,
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 256, "attn_hidden": 256, "dropout": 0.25, "k_sample": 8, "bag_weight": 0.7},
 )
 
 

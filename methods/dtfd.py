@@ -40,8 +40,6 @@ def pseudo_bags(n: int, groups: int, generator: torch.Generator | None = None) -
     reported=table1_row("DTFD"),
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 512, "attn_hidden": 128, "groups": 4, "distill": "afs", "total_instances": 4,
-             "tier1_weight": 1.0, "eval_seed": 0},
     hparam_choices={"distill": ("afs", "maxs", "maxmins")},
     reimplementation=True,
     notes=(

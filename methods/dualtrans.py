@@ -19,7 +19,6 @@ from methods.layers import GroupGenomicEncoder, TokenTransformer, TransMILPathol
     reported=table1_row("DualTrans"),
     selection="best-val",
     tie="latest",
-    hparams={"dim": 256, "dropout": 0.15},
     genomics="groups",
     reimplementation=True,
     notes=(

@@ -19,7 +19,6 @@ from methods.coattn import FUSIONS, CoAttention, SignatureNets, TwoBranchHead
     selection="last",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced"},
-    hparams={"dim": 256, "dropout": 0.25, "fusion": "concat"},
     hparam_choices={"fusion": FUSIONS},
     genomics="groups",
     notes=(

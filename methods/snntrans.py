@@ -18,7 +18,6 @@ from methods.layers import TokenTransformer, snn_block
     reported=table1_row("SNNTrans"),
     selection="best-val",
     tie="latest",
-    hparams={"dim": 256, "dropout": 0.15},
     genomics="groups",
     reimplementation=True,
     notes=(

@@ -153,8 +153,6 @@ class PathwayPatchAttention(nn.Module):
     train={"optimizer": "radam", "lr": 5e-4, "weight_decay": 1e-4, "epochs": 20, "grad_accum": 1,
            "sampler": "balanced", "alpha": 0.5, "scheduler": "cosine", "warmup_epochs": 1},
     data={"patch_cap": 4096, "patch_cap_eval": False},
-    hparams={"tokens": "signatures", "modalities": "all", "gmt": "", "min_columns": 1, "dim": 256, "dim_head": 128,
-             "dropout": 0.25, "ffn_dropout": 0.1, "train_zero_pad": 0},
     hparam_choices={"tokens": ("signatures", "gmt"), "modalities": ("all", "rnaseq")},
     variants={"official-pad": {"model.train_zero_pad": 4096}},
     genomics="groups",

@@ -179,7 +179,7 @@ from bench.api import InputDims, MethodInfo, ModelOutput, SurvivalModel, registe
 
 
 @register(MethodInfo(name="suicide_mlp", title="SuicideMLP", modality="genomics", paper="test",
-                     train={"optimizer": "adam", "lr": 1e-3, "epochs": 2}, hparams={"hidden": 8}, genomics="all",
+                     train={"optimizer": "adam", "lr": 1e-3, "epochs": 2}, genomics="all",
                      notes="the first process to train it SIGKILLs itself"))
 class SuicideMLP(SurvivalModel):
     def __init__(self, dims: InputDims, hidden: int = 8) -> None:
