@@ -2,4 +2,4 @@
 
 from bench._core.deprecation import alias
 
-alias(__name__, "bench.store.predictions")
+alias(__name__, "bench.store.predictions", "bench.store.keys")

@@ -40,6 +40,7 @@ from bench.report.evaluation import (
     variant_label,
 )
 from bench.report.render import MISSING, Block, Mark, Table
+from bench.store import keys
 
 MODALITY_ORDER = ("Genomics", "Pathology", "Multimodal")
 TABLES = ("1", "2", "3", "4")
@@ -121,14 +122,8 @@ def rank_marks(values: Sequence[float | None], higher_is_better: bool) -> list[s
 def run_command(method: str, cohort: str, sets: Mapping[str, Any] | None = None, seed: int | None = None,
                 folds: Sequence[int] | None = None) -> str:
     """The ``bench run`` command for one cell (``sets`` keep their order)."""
-    parts = [f"bench run --method {method} --cohort {short_name(cohort)}"]
-    if sets:
-        parts.append("--set " + ",".join(f"{k}={norm_value(v)}" for k, v in sets.items()))
-    if seed is not None:
-        parts.append(f"--seed {seed}")
-    if folds:
-        parts.append("--folds " + ",".join(map(str, folds)))
-    return " ".join(parts)
+    pairs = [(k, norm_value(v)) for k, v in (sets or {}).items()]
+    return keys.run_command(method, cohort, sets=pairs, seed=seed, folds=folds, order=keys.PLAN_ORDER)
 
 
 def import_command(method: str, cohort: str, overrides: Overrides = DEFAULT) -> str:

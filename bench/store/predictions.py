@@ -15,7 +15,6 @@ runs that also verify (:func:`bench.store.verify.inspect_run`).
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pandas as pd
 
 from bench._core.errors import BenchError
 from bench._core.files import atomic_path, sha256_file, write_json
+from bench.store.keys import FOLD_FOLDER, SEED_FOLDER, RunKey
 
 PREDICTIONS = "predictions.csv"
 MANIFEST = "manifest.json"
@@ -34,8 +34,8 @@ REQUIRED_COLUMNS = ("case_id", "epoch", "split", "survival_months", "censorship"
 
 
 def run_dir(results: Path, method: str, variant: str, cohort: str, seed: int, fold: int) -> Path:
-    """Directory of one run key."""
-    return Path(results) / method / variant / cohort / f"seed{seed}" / f"fold{fold}"
+    """Directory of one run key (:meth:`RunKey.dir <bench.store.keys.RunKey.dir>`)."""
+    return RunKey(method, variant, cohort, seed, fold).dir(results)
 
 
 @dataclass
@@ -102,29 +102,6 @@ def read_predictions(path: Path) -> pd.DataFrame:
         raise BenchError(f"{path} is missing; the run is incomplete — rerun it") from exc
 
 
-_SEED = re.compile(r"seed(0|[1-9][0-9]*)")
-_FOLD = re.compile(r"fold(0|[1-9][0-9]*)")
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """A run's key as its folder names it: ``<method>/<variant>/<cohort>/seed<s>/fold<k>``."""
-
-    method: str
-    variant: str
-    cohort: str
-    seed: int
-    fold: int
-
-
-def run_key(d: Path) -> RunKey | None:
-    """The key named by run directory ``d``, or None if its last two folders are not ``seed<N>/fold<N>``."""
-    seed, fold = _SEED.fullmatch(d.parent.name), _FOLD.fullmatch(d.name)
-    if seed is None or fold is None or len(d.parts) < 5:
-        return None
-    return RunKey(d.parts[-5], d.parts[-4], d.parts[-3], int(seed.group(1)), int(fold.group(1)))
-
-
 @dataclass
 class StoreLayout:
     """The run directories under a store, and the folders where a run folder belongs that are not one."""
@@ -152,17 +129,17 @@ def store_layout(results: Path) -> StoreLayout:
 
     for cohort_dir in (c for m in subdirs(root) for v in subdirs(m) for c in subdirs(v)):
         for seed_dir in subdirs(cohort_dir):
-            if not _SEED.fullmatch(seed_dir.name):
+            if not SEED_FOLDER.fullmatch(seed_dir.name):
                 out.ignored.append(seed_dir)
                 continue
             for d in subdirs(seed_dir):
-                (out.runs if _FOLD.fullmatch(d.name) else out.ignored).append(d)
+                (out.runs if FOLD_FOLDER.fullmatch(d.name) else out.ignored).append(d)
     return out
 
 
 def stored_run(d: Path, manifest: dict[str, Any]) -> StoredRun:
     """The :class:`StoredRun` of run directory ``d`` (its key from the folder names)."""
-    key = run_key(d)
+    key = RunKey.from_path(d)
     if key is None:
         raise BenchError(f"{d} is not a run folder (<method>/<variant>/<cohort>/seed<N>/fold<N>)")
     return StoredRun(path=d, method=key.method, variant=key.variant, cohort=key.cohort, seed=key.seed,

@@ -33,8 +33,9 @@ from bench._core.errors import BenchError
 from bench._core.files import sha256_file, sha256_json
 from bench.data.cohort import Cohort, canonical_name, load_cohort, resolve_cohort, short_name, table_builds
 from bench.metrics.concordance import epoch_cindex
+from bench.store.keys import RunKey
 from bench.store.locks import holder
-from bench.store.predictions import read_manifest, run_dir, run_key, write_run
+from bench.store.predictions import read_manifest, run_dir, write_run
 
 REQUIRED = ("case_id", "fold", "risk", "survival_months", "censorship")
 PATHOLOGY = ("real", "synthetic", "none", "unknown")
@@ -304,8 +305,8 @@ def import_predictions(
     for fold, d, rows in plans:
         preds = rows[cols].sort_values(["epoch", "split", "case_id"], kind="stable").reset_index(drop=True)
         per_epoch = epoch_cindex(preds)
-        key = {"method": method, "variant": variant_folder, "cohort": co.name, "fold": fold, "seed": seed,
-               "config_hash": "import-" + sha256_json({"file": sha, "overrides": overrides})[:12]}
+        key = RunKey(method, variant_folder, co.name, seed, fold,
+                     "import-" + sha256_json({"file": sha, "overrides": overrides})[:12]).record()
         manifest = {
             "survbench_manifest": 1,
             "key": key,
@@ -351,7 +352,7 @@ def _store_key(key_dir: Path, runs: list[tuple[int, pd.DataFrame, dict[str, Any]
     try:
         for fold, preds, manifest in runs:
             write_run(stage / f"fold{fold}", preds, manifest)
-        before = sorted(k.fold for d in key_dir.glob("fold*") if d.is_dir() and (k := run_key(d)) is not None)
+        before = sorted(k.fold for d in key_dir.glob("fold*") if d.is_dir() and (k := RunKey.from_path(d)) is not None)
         try:
             if not key_dir.exists():
                 os.rename(stage, key_dir)

@@ -26,6 +26,7 @@ import pandas as pd
 from bench._core.config import Settings, format_value
 from bench._core.errors import BenchError
 from bench.data.cohort import short_name
+from bench.store.keys import RunKey
 from bench.store.locks import holder
 from bench.store.predictions import (
     CHECKPOINT,
@@ -33,9 +34,7 @@ from bench.store.predictions import (
     PREDICTIONS,
     REQUIRED_COLUMNS,
     RUN_SPEC,
-    RunKey,
     StoredRun,
-    run_key,
     store_layout,
     stored_run,
 )
@@ -59,21 +58,18 @@ class VerifiedRun:
     predictions: pd.DataFrame
 
 
-def _redo_command(method: str, cohort: str, fold: int, seed: int, overrides: Mapping[str, Any] | None, force: bool,
-                  variant: str = "default") -> str:
-    """The ``bench run`` that redoes a run; ``overrides`` None: unknown (unreadable manifest), named by ``variant``."""
-    parts = [f"bench run --method {method} --cohort {short_name(cohort)} --folds {fold} --seed {seed}"]
-    if overrides:
-        pairs = (f"{k.split('.', 1)[-1]}={format_value(v)}" for k, v in sorted(overrides.items()))
-        parts.append("--set " + ",".join(pairs))
-    elif overrides is None and variant != "default":
-        if variant.startswith("cfg-"):
-            parts.append(f"--set <the overrides of variant {variant}>")
+def _redo_command(key: RunKey, overrides: Mapping[str, Any] | None, force: bool) -> str:
+    """The ``bench run`` that redoes a run; ``overrides`` None: unknown (unreadable manifest), named by its variant."""
+    sets = [(k.split(".", 1)[-1], format_value(v)) for k, v in sorted((overrides or {}).items())]
+    tail = []
+    if overrides is None and key.variant != "default":
+        if key.variant.startswith("cfg-"):
+            tail.append(f"--set <the overrides of variant {key.variant}>")
         else:
-            parts.append(f"--set {variant}" if "=" in variant else f"--variant {variant}")
+            tail.append(f"--set {key.variant}" if "=" in key.variant else f"--variant {key.variant}")
     if force:
-        parts.append("--force")
-    return " ".join(parts)
+        tail.append("--force")
+    return key.command(sets, tail=tail)
 
 
 def _reimport_command(m: Mapping[str, Any], key: RunKey) -> str:
@@ -121,7 +117,7 @@ def _interrupted(d: Path, key: RunKey) -> Problem:
             spec = {}
     overrides = spec["overrides"] if isinstance(spec.get("overrides"), dict) else None
     cmd = spec.get("command") if isinstance(spec.get("command"), str) else None
-    cmd = cmd or _redo_command(key.method, key.cohort, key.fold, key.seed, overrides, False, key.variant)
+    cmd = cmd or _redo_command(key, overrides, False)
     who = holder(d)
     if who is not None:
         return Problem(d, "running", f"being trained by pid {who.get('pid')} on {who.get('host')}", cmd)
@@ -146,14 +142,14 @@ def inspect_run(d: Path, settings: Settings | None = None, members: SplitMembers
 
     Without ``settings`` the split's patients are not checked (hand-built stores in tests).
     """
-    key = run_key(d)
+    key = RunKey.from_path(d)
     if key is None:
         return Problem(d, "corrupt", "not a run folder (<method>/<variant>/<cohort>/seed<N>/fold<N>)", "")
-    method, cohort, seed, fold = key.method, key.cohort, key.seed, key.fold
+    fold = key.fold
     manifest_path = d / MANIFEST
     if not manifest_path.is_file():
         return _interrupted(d, key)
-    redo = _redo_command(method, cohort, fold, seed, None, True, key.variant)
+    redo = _redo_command(key, None, True)
     try:
         m = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -161,7 +157,7 @@ def inspect_run(d: Path, settings: Settings | None = None, members: SplitMembers
     if not isinstance(m, dict):
         return Problem(d, "corrupt", f"manifest is a JSON {type(m).__name__}, not an object", redo)
     redo = _reimport_command(m, key) if m.get("imported") else _redo_command(
-        method, cohort, fold, seed, m["overrides"] if isinstance(m.get("overrides"), dict) else None, True, key.variant)
+        key, m["overrides"] if isinstance(m.get("overrides"), dict) else None, True)
     if m.get("status") != "complete":
         return Problem(d, "incomplete", f"manifest status {m.get('status')!r}", redo)
     stored_key = _obj(m.get("key"))

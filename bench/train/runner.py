@@ -8,7 +8,7 @@ the key and the data is skipped; a fold with a checkpoint resumes from its last 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from bench._core.config import RUN_KEYS, Settings, config_hash, resolve_run_config, variant_name
+from bench._core.config import RUN_KEYS, Settings, config_hash, format_value, resolve_run_config, variant_name
 from bench._core.errors import BenchError
 from bench._core.files import write_json
 from bench.api.registry import MethodInfo, get_method
@@ -24,9 +24,10 @@ from bench.data.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.data.cohort import GROUP_NAMES, Cohort, load_cohort, resolve_cohort, short_name
 from bench.data.features import StoreChoice, choose_store
 from bench.metrics.concordance import fold_score, mean_std
+from bench.store.keys import PLAN_ORDER, RunKey, run_command
 from bench.store.locks import RunLock, remove_partial_files
 from bench.store.manifest import build_manifest, data_hash, data_identity
-from bench.store.predictions import CHECKPOINT, MANIFEST, RUN_SPEC, read_manifest, read_predictions, run_dir, write_run
+from bench.store.predictions import CHECKPOINT, MANIFEST, RUN_SPEC, read_manifest, read_predictions, write_run
 from bench.train.engine import Progress, check_accumulation, train_fold
 from bench.train.workers import die_with_parent, run_slots
 
@@ -59,33 +60,22 @@ class RunPlan:
     settings: Settings
     store: StoreChoice | None = None
 
-    def key(self, fold: int) -> dict[str, Any]:
-        return {"method": self.info.name, "variant": self.variant, "config_hash": self.chash,
-                "cohort": self.cohort.name, "fold": fold, "seed": self.seed}
+    def key(self, fold: int) -> RunKey:
+        """The store key of one fold of this plan."""
+        return RunKey(self.info.name, self.variant, self.cohort.name, self.seed, fold, self.chash)
 
     def dir(self, fold: int) -> Path:
-        return run_dir(self.results, self.info.name, self.variant, self.cohort.name, self.seed, fold)
+        return self.key(fold).dir(self.results)
 
     def data_hash(self, fold: int) -> str:
         return data_hash(data_identity(self.cohort, fold, self.store.info if self.store else None))
 
-    def command(self, folds: bool = False) -> str:
-        """The ``bench run`` command that (re)creates this plan."""
-        parts = [f"bench run --method {self.info.name} --cohort {short_name(self.cohort.name)}"]
-        if self.overrides:
-            pairs = (f"{k.split('.', 1)[1]}={_fmt(v)}" for k, v in sorted(self.overrides.items()))
-            parts.append("--set " + ",".join(pairs))
-        if self.seed != self.settings["run"]["seed"]:
-            parts.append(f"--seed {self.seed}")
-        if folds:
-            parts.append("--folds " + ",".join(map(str, self.folds)))
-        return " ".join(parts)
-
-
-def _fmt(v: Any) -> str:
-    from bench._core.config import format_value
-
-    return format_value(v)
+    def command(self, folds: bool | Sequence[int] = False) -> str:
+        """The ``bench run`` command that (re)creates this plan (``folds``: True for the plan's folds, or a list)."""
+        sets = [(k.split(".", 1)[1], format_value(v)) for k, v in sorted(self.overrides.items())]
+        seed = self.seed if self.seed != self.settings["run"]["seed"] else None
+        chosen = self.folds if folds is True else (list(folds) if folds else None)
+        return run_command(self.info.name, self.cohort.name, sets=sets, seed=seed, folds=chosen, order=PLAN_ORDER)
 
 
 def plan_run(
@@ -309,11 +299,11 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
     result = train_fold(plan.info, cfg, dims, batches, plan.seed, progress=progress, checkpoint=ckpt,
                         stop_after_epoch=stop_after_epoch)
     manifest = build_manifest(
-        key=plan.key(fold), method=plan.info, config=cfg, overrides=plan.overrides, cohort=plan.cohort, fold=fold_obj,
-        store=plan.store.info if plan.store else None, excluded=tensors.excluded, n_train=len(tensors.train),
-        n_val=len(tensors.val), device=plan.device, root=plan.settings.root, epochs=result.epochs,
-        placement=bags.placement if bags is not None else None,
-        seconds=result.seconds, resumed_from=result.resumed_from,
+        key=plan.key(fold).record(), method=plan.info, config=cfg, overrides=plan.overrides, cohort=plan.cohort,
+        fold=fold_obj, store=plan.store.info if plan.store else None, excluded=tensors.excluded,
+        n_train=len(tensors.train), n_val=len(tensors.val), device=plan.device, root=plan.settings.root,
+        epochs=result.epochs, placement=bags.placement if bags is not None else None, seconds=result.seconds,
+        resumed_from=result.resumed_from,
     )
     if stats := result.model.run_stats():
         manifest["model_stats"] = stats
@@ -325,8 +315,8 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
 
 def run_spec(plan: RunPlan, fold: int) -> dict[str, Any]:
     """What an unfinished run directory records about itself (for resuming and `bench results verify`)."""
-    return {**plan.key(fold), "data_hash": plan.data_hash(fold), "overrides": plan.overrides,
-            "command": f"{plan.command()} --folds {fold}"}
+    return {**plan.key(fold).record(), "data_hash": plan.data_hash(fold), "overrides": plan.overrides,
+            "command": plan.command([fold])}
 
 
 def _check_checkpoint(ckpt: Path, plan: RunPlan, fold: int) -> None:

@@ -25,7 +25,8 @@ from typing import Any
 
 from bench._core.config import SEED_HELP, SEED_LIMIT, Settings, format_value, load_settings
 from bench._core.errors import BenchError
-from bench.data.cohort import available_cohorts, resolve_cohort, short_name
+from bench.data.cohort import available_cohorts, resolve_cohort
+from bench.store.keys import SWEEP_ORDER, RunKey
 from bench.store.locks import holder
 from bench.store.predictions import CHECKPOINT
 from bench.train.workers import die_with_parent, run_slots
@@ -37,30 +38,40 @@ SLURM_KEYS = {"partition", "time", "gpus_per_node", "cpus_per_task", "mem_gb", "
 
 
 @dataclass(frozen=True)
-class SweepKey:
-    """One run key of a sweep, as plain data (picklable for workers and Slurm tasks)."""
+class SweepTask:
+    """One run of a sweep: its store key and how to make it, as plain data (picklable for workers and Slurm)."""
 
-    method: str
-    cohort: str
-    fold: int
-    seed: int
-    sets: tuple[tuple[str, Any], ...] = ()
-    variant: str = "default"
+    key: RunKey
+    sets: tuple[tuple[str, Any], ...] = ()  # the grid's overrides of this run, as given (sorted)
     epochs: int | None = None
     features: str | None = None
     device: str | None = None
 
+    @property
+    def method(self) -> str:
+        return self.key.method
+
+    @property
+    def variant(self) -> str:
+        return self.key.variant
+
+    @property
+    def cohort(self) -> str:
+        return self.key.cohort
+
+    @property
+    def seed(self) -> int:
+        return self.key.seed
+
+    @property
+    def fold(self) -> int:
+        return self.key.fold
+
     def label(self) -> str:
-        return f"{self.method}/{self.variant}/{self.cohort}/seed{self.seed}/fold{self.fold}"
+        return self.key.label()
 
     def command(self) -> str:
-        parts = [f"bench run --method {self.method} --cohort {short_name(self.cohort)} --folds {self.fold}"]
-        if self.sets:
-            parts.append("--set " + ",".join(f"{k}={format_value(v)}" for k, v in self.sets))
-        parts.append(f"--seed {self.seed}")
-        if self.epochs is not None:
-            parts.append(f"--epochs {self.epochs}")
-        return " ".join(parts)
+        return self.key.command([(k, format_value(v)) for k, v in self.sets], epochs=self.epochs, order=SWEEP_ORDER)
 
 
 @dataclass
@@ -203,7 +214,7 @@ def _check_grid_value(path: Path, key: str, value: Any) -> None:
         raise BenchError(f"bad value {value!r} for '{key}' in grid {path}: {fix}")
 
 
-def expand(settings: Settings, spec: SweepSpec) -> list[SweepKey]:
+def expand(settings: Settings, spec: SweepSpec) -> list[SweepTask]:
     """All run keys of the grid, every part validated first (nothing runs on a bad spec)."""
     if spec.executor not in ("local", "slurm", "debug"):
         raise BenchError(f"unknown executor '{spec.executor}'; choose local, slurm or debug")
@@ -220,13 +231,13 @@ def expand(settings: Settings, spec: SweepSpec) -> list[SweepKey]:
         raise BenchError(f"in grid {spec.source}: {exc}") from None
 
 
-def _expand_keys(settings: Settings, spec: SweepSpec) -> list[SweepKey]:
+def _expand_keys(settings: Settings, spec: SweepSpec) -> list[SweepTask]:
     from bench.data.features import choose_store
     from bench.train.runner import plan_run
 
     cohorts = available_cohorts(settings) if [c.lower() for c in spec.cohorts] == ["all"] else [
         resolve_cohort(settings, c) for c in spec.cohorts]
-    keys: list[SweepKey] = []
+    keys: list[SweepTask] = []
     for method in spec.methods:
         for sets in spec.sets:
             for cohort in cohorts:
@@ -238,17 +249,17 @@ def _expand_keys(settings: Settings, spec: SweepSpec) -> list[SweepKey]:
                 frozen = tuple(sorted(sets.items()))
                 for seed in spec.seeds:
                     for fold in plan.folds:
-                        keys.append(SweepKey(method=plan.info.name, cohort=plan.cohort.name, fold=fold, seed=seed,
-                                             sets=frozen, variant=plan.variant, epochs=spec.epochs,
-                                             features=spec.features, device=spec.device))
+                        key = RunKey(plan.info.name, plan.variant, plan.cohort.name, seed, fold, plan.chash)
+                        keys.append(SweepTask(key, sets=frozen, epochs=spec.epochs, features=spec.features,
+                                              device=spec.device))
     return keys
 
 
-def key_status(settings: Settings, key: SweepKey) -> str:
+def key_status(settings: Settings, key: SweepTask) -> str:
     """complete | running | interrupted (checkpoint left) | pending."""
-    from bench.store.predictions import read_manifest, run_dir
+    from bench.store.predictions import read_manifest
 
-    d = run_dir(settings.results_dir, key.method, key.variant, key.cohort, key.seed, key.fold)
+    d = key.key.dir(settings.results_dir)
     m = read_manifest(d)
     if m is not None and m.get("status") == "complete":
         return "complete"
@@ -271,9 +282,9 @@ class KeyResult:
     error: str = ""
 
 
-def _group(keys: Sequence[SweepKey]) -> list[list[SweepKey]]:
+def _group(keys: Sequence[SweepTask]) -> list[list[SweepTask]]:
     """Keys grouped by (method, sets, cohort, seed, features), in order; one plan (and one cohort load) each."""
-    groups: dict[tuple, list[SweepKey]] = {}
+    groups: dict[tuple, list[SweepTask]] = {}
     for k in keys:
         groups.setdefault((k.method, k.sets, k.cohort, k.seed, k.epochs, k.features, k.device), []).append(k)
     return list(groups.values())
@@ -282,7 +293,7 @@ def _group(keys: Sequence[SweepKey]) -> list[list[SweepKey]]:
 _RESIDENT: dict[tuple, Any] = {}
 
 
-def run_keys(keys: Sequence[SweepKey], root: str, report: Callable[[KeyResult], None] | None = None,
+def run_keys(keys: Sequence[SweepTask], root: str, report: Callable[[KeyResult], None] | None = None,
              stop_after_epoch: int | None = None) -> list[KeyResult]:
     """Train the given keys (skipping complete or busy ones); the cohort's features are loaded once per cohort."""
     from bench.data.batches import ResidentBags
@@ -343,7 +354,7 @@ def _worker_init(threads: int, device: int | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
 
 
-def _worker_run(key: SweepKey, root: str) -> KeyResult:
+def _worker_run(key: SweepTask, root: str) -> KeyResult:
     (result,) = run_keys([key], root)
     return result
 
@@ -353,9 +364,9 @@ WORKER_DIED = ("its worker process died (killed, or out of memory); rerun the sw
                "epoch checkpoint")
 
 
-def chunk_by_cohort(keys: Sequence[SweepKey], n_chunks: int) -> list[list[SweepKey]]:
+def chunk_by_cohort(keys: Sequence[SweepTask], n_chunks: int) -> list[list[SweepTask]]:
     """Split keys into chunks of one cohort each (large cohorts split further), about ``n_chunks`` or more."""
-    by_cohort: dict[str, list[SweepKey]] = {}
+    by_cohort: dict[str, list[SweepTask]] = {}
     for k in keys:
         by_cohort.setdefault(k.cohort, []).append(k)
     size = max(1, -(-len(keys) // max(1, n_chunks)))
@@ -365,7 +376,7 @@ def chunk_by_cohort(keys: Sequence[SweepKey], n_chunks: int) -> list[list[SweepK
     return chunks
 
 
-def run_local(keys: Sequence[SweepKey], root: Path, workers: int, on_result: Callable[[KeyResult], None]) -> None:
+def run_local(keys: Sequence[SweepTask], root: Path, workers: int, on_result: Callable[[KeyResult], None]) -> None:
     """A pool of worker processes on this machine; on a GPU machine ``workers`` slots per device.
 
     A worker that dies (SIGKILL, the OOM killer) costs only the key it was running, reported as
@@ -399,7 +410,7 @@ class SlurmChunk:
     """A Slurm array task: run a chunk of keys; on preemption submitit requeues it (the same call),
     which skips completed keys and resumes the interrupted one from its epoch checkpoint."""
 
-    def __init__(self, keys: list[SweepKey], root: str) -> None:
+    def __init__(self, keys: list[SweepTask], root: str) -> None:
         self.keys, self.root = keys, root
 
     def __call__(self) -> list[dict[str, Any]]:
@@ -411,7 +422,7 @@ class SlurmChunk:
         return submitit.helpers.DelayedSubmission(SlurmChunk(self.keys, self.root))
 
 
-def run_slurm(keys: Sequence[SweepKey], root: Path, options: dict[str, Any], wait: bool,
+def run_slurm(keys: Sequence[SweepTask], root: Path, options: dict[str, Any], wait: bool,
               on_result: Callable[[KeyResult], None], log: Callable[[str], None]) -> list[str]:
     """Submit chunks of keys as one submitit job array (cluster 'slurm', or submitit's 'local'/'debug')."""
     try:
@@ -524,7 +535,7 @@ def run_spec(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *,
     return tally
 
 
-def describe_keys(settings: Settings, keys: Iterable[SweepKey]) -> list[tuple[SweepKey, str]]:
+def describe_keys(settings: Settings, keys: Iterable[SweepTask]) -> list[tuple[SweepTask, str]]:
     return [(k, key_status(settings, k)) for k in keys]
 
 
@@ -539,4 +550,4 @@ def write_failures(settings: Settings, failures: list[KeyResult]) -> Path | None
     return path
 
 
-__all__ = ["SweepKey", "SweepSpec", "Tally", "expand", "load_grid", "run_keys", "run_local", "run_slurm"]
+__all__ = ["SweepSpec", "SweepTask", "Tally", "expand", "load_grid", "run_keys", "run_local", "run_slurm"]
