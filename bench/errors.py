@@ -1,5 +1,5 @@
-"""The one exception type users see: a message that names the file, patient or key, and the fix."""
+"""Deprecated alias of :mod:`bench._core.errors` (survbench 0.1's layout); removed in the next release."""
 
+from bench._core.deprecation import alias
 
-class BenchError(Exception):
-    """A user-facing error. The CLI prints its message on one line and exits non-zero."""
+alias(__name__, "bench._core.errors", use="bench.api (BenchError) or bench._core.errors")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import GatedAttention, init_xavier, masked_softmax
 
 
@@ -19,7 +18,6 @@ from methods.layers import GatedAttention, init_xavier, masked_softmax
     selection="last",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced"},
-    hparams={"hidden": 512, "attn_hidden": 256, "dropout": 0.25, "init": "default"},
     hparam_choices={"init": ("default", "xavier")},
     notes=(
         "MCAT's survival ABMIL ('small': 1024->512->256): Linear->ReLU->Dropout(0.25) projector, gated attention "

@@ -17,10 +17,18 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from bench.batches import Batch
-from bench.cohort import assign_bins, fit_time_bins
-from bench.errors import BenchError
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import (
+    Batch,
+    BenchError,
+    InputDims,
+    MethodInfo,
+    ModelOutput,
+    SurvivalModel,
+    assign_bins,
+    fit_time_bins,
+    register,
+    table1_row,
+)
 from methods.layers import GroupGenomicEncoder, TokenAggregation, TokenTransformer, TransMILPathology, snn_block
 
 # --------------------------------------------------------------------------------------------------
@@ -255,9 +263,6 @@ K-means but skips the Hungarian alignment (centres in K-means order)."""
     tie="latest",
     train={"optimizer": "sgd", "lr": 1e-3, "momentum": 0.0, "weight_decay": 1e-5, "epochs": 30, "batch_size": 1,
            "grad_accum": 1, "sampler": "uniform"},
-    hparams={"k": 6, "tau": 0.1, "b": 10, "r": 4, "cca": True, "mkd": True, "cgm": True, "align": True,
-             "swap_specific": True, "lk_reduction": "mean+1", "lp_reduction": "mean", "temperature": 2.0,
-             "cohort_weight": 1.0, "kmeans_tol": 1e-4, "kmeans_max_iter": 0, "dim": 256, "dropout": 0.15},
     hparam_choices={"lk_reduction": ("mean+1", "sum"), "lp_reduction": ("mean", "sum")},
     variants={
         "dualtrans": {"cca": False, "mkd": False, "cgm": False},

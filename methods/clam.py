@@ -6,9 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batches import Batch
-from bench.errors import BenchError
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, BenchError, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import GatedAttention, init_xavier, masked_softmax
 
 _PAPER = ("Lu et al., Data-efficient and weakly supervised computational pathology on whole-slide images, "
@@ -93,7 +91,6 @@ _COMMON = dict(
     official_code=_CODE,
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 256, "attn_hidden": 256, "dropout": 0.25, "k_sample": 8, "bag_weight": 0.7},
 )
 
 

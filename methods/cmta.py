@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.coattn import FUSIONS, CoAttention, SignatureNets, TokenEncoder, make_fusion
 from methods.layers import TransMILBody, init_xavier
 
@@ -54,7 +53,6 @@ def alignment_loss(target: torch.Tensor, pred: torch.Tensor, kind: str = "l1") -
     train={"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-5, "epochs": 30, "batch_size": 1,
            "grad_accum": 1, "sampler": "balanced"},
     data={"patch_cap_eval": True},
-    hparams={"model_size": "small", "fusion": "concat", "align_weight": 1.0, "align_loss": "l1", "dropout": 0.25},
     hparam_choices={"model_size": tuple(SIZES), "fusion": FUSIONS, "align_loss": ALIGN_LOSSES},
     cohort_defaults={"tcga_blca": {"align_weight": 1.0}, "tcga_brca": {"align_weight": 100.0},
                      "tcga_gbmlgg": {"align_weight": 1.0}, "tcga_luad": {"align_weight": 1e-4},

@@ -5,9 +5,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.losses import nll_loss, risk_from_survival, survival_from_hazards
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import (
+    Batch,
+    InputDims,
+    MethodInfo,
+    ModelOutput,
+    SurvivalModel,
+    nll_loss,
+    register,
+    risk_from_survival,
+    survival_from_hazards,
+    table1_row,
+)
 from methods.fusion import merge_outputs, split_batch
 from methods.layers import GatedAttention, init_xavier
 
@@ -31,8 +40,6 @@ def pseudo_bags(n: int, groups: int, generator: torch.Generator | None = None) -
     reported=table1_row("DTFD"),
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 512, "attn_hidden": 128, "groups": 4, "distill": "afs", "total_instances": 4,
-             "tier1_weight": 1.0, "eval_seed": 0},
     hparam_choices={"distill": ("afs", "maxs", "maxmins")},
     reimplementation=True,
     notes=(

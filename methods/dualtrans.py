@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.errors import BenchError
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, BenchError, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import GroupGenomicEncoder, TokenTransformer, TransMILPathology
 
 
@@ -21,7 +19,6 @@ from methods.layers import GroupGenomicEncoder, TokenTransformer, TransMILPathol
     reported=table1_row("DualTrans"),
     selection="best-val",
     tie="latest",
-    hparams={"dim": 256, "dropout": 0.15},
     genomics="groups",
     reimplementation=True,
     notes=(

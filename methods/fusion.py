@@ -24,8 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import ModelOutput
+from bench.api import Batch, ModelOutput
 from methods.layers import GatedAttention, init_snn_weights, masked_softmax
 
 

@@ -7,8 +7,7 @@ import itertools
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.fusion import AttentionPool, kronecker
 from methods.layers import init_xavier, snn_block
 
@@ -23,8 +22,6 @@ from methods.layers import init_xavier, snn_block
     reported=table1_row("GPDBN"),
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 256, "attn_hidden": 256, "dim": 32, "bilinear_out": 20, "mlp": [500, 256, 128, 32],
-             "dropout": 0.25, "mlp_dropout": 0.1},
     genomics="all",
     reimplementation=True,
     notes=(
@@ -48,7 +45,7 @@ from methods.layers import init_xavier, snn_block
 ))
 class GPDBN(SurvivalModel):
     def __init__(self, dims: InputDims, hidden: int = 256, attn_hidden: int = 256, dim: int = 32,
-                 bilinear_out: int = 20, mlp: list[int] | None = None, dropout: float = 0.25,
+                 bilinear_out: int = 20, mlp: tuple[int, ...] = (500, 256, 128, 32), dropout: float = 0.25,
                  mlp_dropout: float = 0.1) -> None:
         super().__init__()
         assert dims.path_dim is not None
@@ -60,7 +57,7 @@ class GPDBN(SurvivalModel):
         self.inter = nn.Sequential(nn.Linear(dim * dim, bilinear_out), nn.ReLU())
         self.intra_g = nn.Sequential(nn.Linear(dim * dim, bilinear_out), nn.ReLU())
         self.intra_p = nn.Sequential(nn.Linear(dim * dim, bilinear_out), nn.ReLU())
-        widths = [2 * dim + 3 * bilinear_out] + [int(w) for w in (mlp if mlp is not None else [500, 256, 128, 32])]
+        widths = [2 * dim + 3 * bilinear_out] + [int(w) for w in mlp]
         layers: list[nn.Module] = []
         for a, b in itertools.pairwise(widths):
             layers += [nn.Linear(a, b), nn.ReLU(), nn.Dropout(mlp_dropout)]

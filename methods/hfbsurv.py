@@ -8,8 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.fusion import MFB, AttentionPool
 
 
@@ -28,8 +27,6 @@ def _encoder(d_in: int, d_out: int, dropout: float) -> nn.Sequential:
     reported=table1_row("HFBSurv"),
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 256, "attn_hidden": 256, "enc_dim": 64, "mfb_out": 32, "mfb_rank": 4, "mfb_dropout": 0.1,
-             "dropout": 0.25, "mlp_hidden": 64, "norm": "layer"},
     hparam_choices={"norm": ("layer", "none")},
     variants={"paper-optim": {"train.optimizer": "adam", "train.lr": 1.2e-4, "train.weight_decay": 1e-6}},
     genomics="all",

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.losses import nll_loss
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, nll_loss, register, table1_row
 from methods.fusion import EncoderLayer, merge_outputs, split_batch
 
 
@@ -25,8 +23,6 @@ def _head(d_in: int, hidden: int, n_out: int) -> nn.Sequential:
     reported=table1_row("M3IF"),
     selection="best-val",
     tie="latest",
-    hparams={"dim": 200, "heads": 8, "ffn": 256, "layers": 2, "dropout": 0.1, "patch_hidden": 256,
-             "head_hidden": 64, "aux_weight": 1.0},
     genomics="groups",
     reimplementation=True,
     notes=(

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.coattn import FUSIONS, CoAttention, SignatureNets, TwoBranchHead
 
 
@@ -20,7 +19,6 @@ from methods.coattn import FUSIONS, CoAttention, SignatureNets, TwoBranchHead
     selection="last",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced"},
-    hparams={"dim": 256, "dropout": 0.25, "fusion": "concat"},
     hparam_choices={"fusion": FUSIONS},
     genomics="groups",
     notes=(

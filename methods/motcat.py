@@ -8,10 +8,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.errors import BenchError
-from bench.losses import nll_loss
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import (
+    Batch,
+    BenchError,
+    InputDims,
+    MethodInfo,
+    ModelOutput,
+    SurvivalModel,
+    nll_loss,
+    register,
+    table1_row,
+)
 from methods.coattn import (
     FUSIONS,
     OT_REG_TYPES,
@@ -35,8 +42,6 @@ from methods.coattn import (
     tie="earliest",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced"},
-    hparams={"dim": 256, "dropout": 0.25, "fusion": "concat", "ot_reg": 0.1, "ot_tau": 0.5,
-             "ot_reg_type": "entropy", "ot_max_iter": 1000, "ot_tol": 1e-6, "micro_batch": 0},
     hparam_choices={"fusion": FUSIONS, "ot_reg_type": OT_REG_TYPES},
     cohort_defaults={"tcga_blca": {"ot_reg": 0.05}, "tcga_luad": {"ot_reg": 0.05}},
     variants={"micro256": {"micro_batch": 256}, "pot-kl": {"ot_reg_type": "kl"}},

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import masked_max, masked_mean
 
 _NOTES = (
@@ -36,7 +35,6 @@ class _PoolMIL(SurvivalModel):
     reported=table1_row("MaxMIL"),
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 256, "dropout": 0.25},
     reimplementation=True,
     notes=_NOTES.format(op="max"),
     order=30,
@@ -53,7 +51,6 @@ class MaxMIL(_PoolMIL):
     reported=table1_row("MeanMIL"),
     selection="best-val",
     tie="latest",
-    hparams={"hidden": 256, "dropout": 0.25},
     reimplementation=True,
     notes=_NOTES.format(op="mean"),
     order=40,

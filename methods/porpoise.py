@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.fusion import AttentionPool, GatedBilinearFusion
 from methods.layers import init_xavier, snn_block
 
@@ -22,8 +21,6 @@ from methods.layers import init_xavier, snn_block
     selection="last",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced"},
-    hparams={"fusion": "bilinear", "hidden": 512, "attn_hidden": 256, "dropout": 0.25, "scale": 8,
-             "init": "default"},
     hparam_choices={"fusion": ("bilinear", "concat"), "init": ("default", "xavier")},
     genomics="all",
     notes=(

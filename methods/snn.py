@@ -6,8 +6,7 @@ import itertools
 
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import init_snn_weights, snn_block
 
 
@@ -21,7 +20,6 @@ from methods.layers import init_snn_weights, snn_block
     selection="last",
     train={"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5, "epochs": 20, "grad_accum": 32,
            "sampler": "balanced", "l1": 1e-4},
-    hparams={"hidden": 256, "blocks": 4, "dropout": 0.25, "activation": "elu"},
     hparam_choices={"activation": ("elu", "selu")},
     variants={"ccl-protocol": {"activation": "selu", "dropout": 0.15, "optimizer": "sgd", "lr": 1e-3,
                                "momentum": 0.0, "epochs": 30, "grad_accum": 1, "sampler": "uniform", "l1": 0.0}},

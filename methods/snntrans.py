@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import TokenTransformer, snn_block
 
 
@@ -19,7 +18,6 @@ from methods.layers import TokenTransformer, snn_block
     reported=table1_row("SNNTrans"),
     selection="best-val",
     tie="latest",
-    hparams={"dim": 256, "dropout": 0.15},
     genomics="groups",
     reimplementation=True,
     notes=(

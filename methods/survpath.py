@@ -10,10 +10,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.cohort import GROUP_NAMES
-from bench.errors import BenchError
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import (
+    GROUP_NAMES,
+    Batch,
+    BenchError,
+    InputDims,
+    MethodInfo,
+    ModelOutput,
+    SurvivalModel,
+    register,
+    table1_row,
+)
 from methods.layers import masked_mean, snn_block
 
 #: Column suffixes a pathway gene may contribute, per ``modalities`` setting.
@@ -146,8 +153,6 @@ class PathwayPatchAttention(nn.Module):
     train={"optimizer": "radam", "lr": 5e-4, "weight_decay": 1e-4, "epochs": 20, "grad_accum": 1,
            "sampler": "balanced", "alpha": 0.5, "scheduler": "cosine", "warmup_epochs": 1},
     data={"patch_cap": 4096, "patch_cap_eval": False},
-    hparams={"tokens": "signatures", "modalities": "all", "gmt": "", "min_columns": 1, "dim": 256, "dim_head": 128,
-             "dropout": 0.25, "ffn_dropout": 0.1, "train_zero_pad": 0},
     hparam_choices={"tokens": ("signatures", "gmt"), "modalities": ("all", "rnaseq")},
     variants={"official-pad": {"model.train_zero_pad": 4096}},
     genomics="groups",

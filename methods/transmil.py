@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register, table1_row
 from methods.layers import TransMILBody, per_sample
 
 
@@ -19,7 +18,6 @@ from methods.layers import TransMILBody, per_sample
     reported=table1_row("TransMIL"),
     selection="best-val",
     tie="latest",
-    hparams={"dim": 512, "heads": 8, "landmarks": 256, "cls_std": 1.0},
     reimplementation=True,
     notes=(
         "Structure as the original TransMIL (spec §7): Linear(1024->512)->ReLU; square padding by repeating the first "

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from bench.toy import ToyProject, make_toy_project
+from bench.data.toy import ToyProject, make_toy_project
 
 # Torch threads for the whole suite (and the `bench` subprocesses it starts): SURVBENCH_TEST_THREADS, default 1.
 # Nothing may depend on it: `make test TEST_THREADS=2` must pass as `make test` does. Determinism tests compare

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.config import variant_name
-from bench.predictions import run_dir, write_run
+from bench._core.config import variant_name
+from bench.store.predictions import run_dir, write_run
 
 # Four patients, all events at months 1 < 2 < 3 < 4: these risk orders give the C-index in the key.
 RISKS = {

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.audit import (
+from bench._core.config import load_settings
+from bench._core.errors import BenchError
+from bench.data.audit import (
     audit_cohort,
     censoring_sanity,
     plot_audit,
@@ -17,9 +19,7 @@ from bench.audit import (
     site_splits,
     write_site_splits,
 )
-from bench.cohort import load_cohort
-from bench.config import load_settings
-from bench.errors import BenchError
+from bench.data.cohort import load_cohort
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,12 +10,11 @@ import ot
 import pytest
 import torch
 
-from bench.batches import Batch
-from bench.config import default_run_config, load_settings, resolve_run_config
-from bench.errors import BenchError
-from bench.inspect import SPEC_BLCA_GROUPS
-from bench.losses import nll_loss, risk_from_survival, survival_from_hazards
-from bench.registry import InputDims, get_method
+from bench._core.config import default_run_config, load_settings, resolve_run_config
+from bench._core.errors import BenchError
+from bench.api import Batch, InputDims, get_method
+from bench.api.losses import nll_loss, risk_from_survival, survival_from_hazards
+from bench.tools.params import SPEC_BLCA_GROUPS
 from methods.cmta import alignment_loss
 from methods.coattn import (
     CoAttention,

@@ -3,9 +3,9 @@
 import numpy as np
 import torch
 
-from bench.batches import Batches, FoldTensors, ResidentBags, epoch_order
-from bench.cohort import load_cohort
-from bench.features import choose_store
+from bench.data.batches import Batches, FoldTensors, ResidentBags, epoch_order
+from bench.data.cohort import load_cohort
+from bench.data.features import choose_store
 
 
 def _batches(toy, **kw):
@@ -58,7 +58,7 @@ def test_samplers():
 
 
 def test_host_placement_gives_the_same_bags(toy):
-    from bench.batches import resolve_placement
+    from bench.data.batches import resolve_placement
 
     co = load_cohort(toy.settings, "toy")
     store = choose_store(toy.settings, co).info

@@ -9,8 +9,7 @@ import torch
 from sklearn.cluster import KMeans
 
 import methods.ccl as ccl_module
-from bench.batches import Batch
-from bench.registry import InputDims, get_method
+from bench.api import Batch, InputDims, get_method
 from methods.ccl import CCL, CohortBank, align_to_anchor, kmeans, knowledge_loss, nearest_patches, set_similarity
 from methods.layers import NystromAttention
 
@@ -292,7 +291,7 @@ def _real_ucec_toy(root: Path, signal: float):
 
     import pandas as pd
 
-    from bench.toy import make_toy_project
+    from bench.data.toy import make_toy_project
 
     repo = Path(__file__).resolve().parents[1]
     table = pd.read_csv(repo / "data" / "genomics" / "mutsig" / "tcga_ucec_all_clean.csv.zip", low_memory=False)
@@ -323,7 +322,7 @@ def test_ccl_uses_pathology_signal_beside_real_genomics(tmp_path, monkeypatch):
     and thread count (0.65-0.89 seen for signal 1.5-3 across CPUs and seeds); the gap to the no-signal
     control (0.49-0.53) does not come near the margin.
     """
-    from bench.runner import execute, plan_run, summarize
+    from bench.train.runner import execute, plan_run, summarize
 
     scores = {}
     for signal in (3.0, 0.0):

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.claims import check_claims, claims_table, counts
-from bench.cohort import load_cohort
-from bench.config import load_settings
-from bench.evaluation import Evaluation
-from bench.results_import import import_predictions
-from bench.table_render import render
+from bench._core.config import load_settings
+from bench.data.cohort import load_cohort
+from bench.report.claims import check_claims, claims_table, counts
+from bench.report.evaluation import Evaluation
+from bench.report.render import render
+from bench.store.results_import import import_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 

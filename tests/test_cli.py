@@ -81,7 +81,7 @@ def test_split_id_absent(toy):
 
 
 def test_import_errors_and_success(toy, tmp_path):
-    from bench.cohort import load_cohort
+    from bench.data.cohort import load_cohort
 
     co = load_cohort(toy.settings, "toy")
     feats = tmp_path / "feats"

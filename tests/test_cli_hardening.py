@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import load_settings
-from bench.errors import BenchError
-from bench.runner import plan_run
-from bench.sweep import expand, load_grid, parse_ints
-from bench.toy import make_toy_project
+from bench._core.config import load_settings
+from bench._core.errors import BenchError
+from bench.data.toy import make_toy_project
+from bench.train.runner import plan_run
+from bench.train.sweep import expand, load_grid, parse_ints
 
 BENCH = os.path.join(os.path.dirname(sys.executable), "bench")
 
@@ -145,8 +145,8 @@ def test_grid_types_are_checked_on_load(tmp_path, extra, message):
      "build is a name, not a path: mutsig, mcat_sig, mcat_full or another folder name under data/genomics"),
 ])
 def test_grid_values_name_the_grid(toy, extra, message):
-    from bench.cohort import load_cohort
-    from bench.features import choose_store
+    from bench.data.cohort import load_cohort
+    from bench.data.features import choose_store
 
     choose_store(toy.settings, load_cohort(toy.settings, "toy"))  # the default synthetic store exists
     grid = toy.root / "grid.toml"
@@ -175,11 +175,11 @@ import signal
 
 from torch import nn
 
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register
+from bench.api import InputDims, MethodInfo, ModelOutput, SurvivalModel, register
 
 
 @register(MethodInfo(name="suicide_mlp", title="SuicideMLP", modality="genomics", paper="test",
-                     train={"optimizer": "adam", "lr": 1e-3, "epochs": 2}, hparams={"hidden": 8}, genomics="all",
+                     train={"optimizer": "adam", "lr": 1e-3, "epochs": 2}, genomics="all",
                      notes="the first process to train it SIGKILLs itself"))
 class SuicideMLP(SurvivalModel):
     def __init__(self, dims: InputDims, hidden: int = 8) -> None:

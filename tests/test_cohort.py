@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.cohort import assign_bins, canonical_name, fit_time_bins, load_cohort
-from bench.config import load_settings
-from bench.errors import BenchError
+from bench._core.config import load_settings
+from bench._core.errors import BenchError
+from bench.data.cohort import assign_bins, canonical_name, fit_time_bins, load_cohort
 
 
 @pytest.fixture(scope="module")

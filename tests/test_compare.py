@@ -11,11 +11,11 @@ import pytest
 from scipy import stats
 from sksurv.metrics import concordance_index_censored
 
-from bench.compare import Side, compare
-from bench.config import load_settings
-from bench.errors import BenchError
-from bench.evaluation import Evaluation
-from bench.results_import import import_predictions
+from bench._core.config import load_settings
+from bench._core.errors import BenchError
+from bench.report.compare import Side, compare
+from bench.report.evaluation import Evaluation
+from bench.store.results_import import import_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "data" / "reference_results"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from bench.config import load_settings, parse_sets, variant_name
-from bench.errors import BenchError
+from bench._core.config import load_settings, parse_sets, variant_name
+from bench._core.errors import BenchError
 
 
 def _toml(tmp_path, text):

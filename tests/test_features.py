@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from bench.batches import ResidentBags
-from bench.cohort import load_cohort
-from bench.errors import BenchError
-from bench.features.importer import import_features
-from bench.features.store import read_features, read_info, read_slide
-from bench.features.synthetic import latent_risk, synthesize
+from bench._core.errors import BenchError
+from bench.data.batches import ResidentBags
+from bench.data.cohort import load_cohort
+from bench.data.features.importer import import_features
+from bench.data.features.store import read_features, read_info, read_slide
+from bench.data.features.synthetic import latent_risk, synthesize
 
 
 def _write_slides(cohort, folder, fmt="pt", dim=8, skip=(), bad=None, seed=0):

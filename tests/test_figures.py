@@ -9,9 +9,9 @@ from scipy.stats import ttest_ind
 from store_builder import add_cell, add_run, rows
 from typer.testing import CliRunner
 
-from bench.errors import BenchError
-from bench.evaluation import Evaluation
-from bench.figures import choose_method, epoch_figures, km_figure, ttest_figure
+from bench._core.errors import BenchError
+from bench.report.evaluation import Evaluation
+from bench.report.figures import choose_method, epoch_figures, km_figure, ttest_figure
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -83,7 +83,7 @@ def test_default_method_is_ccl_else_the_best(tmp_path):
 
 def test_cli_figures(toy):
     from bench.cli import app
-    from bench.cohort import load_cohort
+    from bench.data.cohort import load_cohort
 
     co = load_cohort(toy.settings, toy.cohort)
     splits = {"tcga_toy": [([co.case_ids[i] for i in s.val], [co.case_ids[i] for i in s.train]) for s in co.splits]}

@@ -17,13 +17,13 @@ import pytest
 import torch
 
 from bench import cli
-from bench.cohort import load_cohort
-from bench.errors import BenchError
-from bench.features import choose_store
-from bench.features.importer import import_features
-from bench.features.store import read_info, read_slide
-from bench.features.synthetic import synthesize
-from bench.scaffold import plan_scaffold, write_scaffold
+from bench._core.errors import BenchError
+from bench.data.cohort import load_cohort
+from bench.data.features import choose_store
+from bench.data.features.importer import import_features
+from bench.data.features.store import read_info, read_slide
+from bench.data.features.synthetic import synthesize
+from bench.tools.scaffold import plan_scaffold, write_scaffold
 
 BENCH = Path(sys.executable).parent / "bench"
 
@@ -285,7 +285,7 @@ def test_new_method_none_writes_nothing(toy, tmp_path):
 
 
 def test_a_module_that_would_not_compile_is_not_written(tmp_path, monkeypatch):
-    monkeypatch.setattr("bench.scaffold.class_name", lambda name: "None")  # a name the checks would miss
+    monkeypatch.setattr("bench.tools.scaffold.class_name", lambda name: "None")  # a name the checks would miss
     s = plan_scaffold("fine", "genomics", tmp_path)
     with pytest.raises(BenchError, match=r"method name 'fine' gives a module that does not compile \(.*fine\.py: "):
         write_scaffold(s)

@@ -8,16 +8,16 @@ import pandas as pd
 import pytest
 from store_builder import RISKS, TIMES, add_run, rows
 
-from bench.cohort import load_cohort
-from bench.config import config_hash
-from bench.errors import BenchError
-from bench.evaluation import Evaluation
-from bench.inner_splits import read_inner, write_inner_splits
-from bench.io import sha256_file, sha256_json
-from bench.metrics import fold_score
-from bench.runner import execute, plan_run
-from bench.tables import Options, table1
-from bench.verify import check_run
+from bench._core.config import config_hash
+from bench._core.errors import BenchError
+from bench._core.files import sha256_file, sha256_json
+from bench.data.cohort import load_cohort
+from bench.data.inner_splits import read_inner, write_inner_splits
+from bench.metrics.concordance import fold_score
+from bench.report.evaluation import Evaluation
+from bench.report.tables import Options, table1
+from bench.store.verify import check_run
+from bench.train.runner import execute, plan_run
 
 
 def _inner_fold(results, method, fold, val_cs, inner_cs, seed=0):

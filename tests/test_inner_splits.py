@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.cohort import assign_bins, fit_time_bins
-from bench.errors import BenchError
-from bench.inner_splits import draw_inner, inner_frame, read_inner
+from bench._core.errors import BenchError
+from bench.data.cohort import assign_bins, fit_time_bins
+from bench.data.inner_splits import draw_inner, inner_frame, read_inner
 
 
 def _fold(n=203, seed=0):
@@ -61,8 +61,8 @@ def test_inner_file_round_trip_and_errors(tmp_path):
 
 
 def test_write_inner_splits_on_the_toy_cohort(toy):
-    from bench.cohort import load_cohort
-    from bench.inner_splits import write_inner_splits
+    from bench.data.cohort import load_cohort
+    from bench.data.inner_splits import write_inner_splits
 
     co = load_cohort(toy.settings, toy.cohort)
     out = write_inner_splits(co, fraction=0.2, seed=0)

@@ -5,9 +5,9 @@ import errno
 import pandas as pd
 import pytest
 
-from bench import io
-from bench.errors import BenchError
-from bench.predictions import read_manifest, write_run
+from bench._core import files as io
+from bench._core.errors import BenchError
+from bench.store.predictions import read_manifest, write_run
 
 
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bench.losses import nll_loss, risk_from_survival, survival_from_hazards
+from bench.api.losses import nll_loss, risk_from_survival, survival_from_hazards
 
 H = torch.tensor([[0.1, 0.2, 0.3, 0.4]])
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.batches import Batches, FoldTensors, ResidentBags, input_dims
-from bench.cohort import load_cohort
-from bench.contract import run_contract
-from bench.metrics import cindex
-from bench.paired import pair_matrices
-from bench.registry import all_methods
-from bench.runner import execute, plan_run, summarize
+from bench.api import all_methods
+from bench.data.batches import Batches, FoldTensors, ResidentBags, input_dims
+from bench.data.cohort import load_cohort
+from bench.metrics.concordance import cindex
+from bench.metrics.paired import pair_matrices
+from bench.tools.contract import run_contract
+from bench.train.runner import execute, plan_run, summarize
 
 # survbench's own methods (an installed plugin is checked by its author with `bench check-method`)
 BUILTIN = [m for m in all_methods() if m.source == "survbench"]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.metrics import cindex, mean_std, select_epoch
+from bench.metrics.concordance import cindex, mean_std, select_epoch
 
 REF = Path(__file__).resolve().parents[1] / "data" / "reference_results"
 
@@ -43,8 +43,8 @@ def test_protocols_and_tie_rules():
 
 
 def test_seed_summary_averages_each_fold_over_seeds_first():
-    from bench.errors import BenchError
-    from bench.metrics import seed_summary
+    from bench._core.errors import BenchError
+    from bench.metrics.concordance import seed_summary
 
     # seed 0 folds (0.6, 0.8), seed 1 folds (0.8, 0.6): per-fold averages (0.7, 0.7) -> std 0 over folds,
     # although each seed alone has a fold std of 0.1; the seed means (0.7, 0.7) have no spread either

@@ -1,4 +1,4 @@
-"""Known-answer tests of bench.metrics_horizon, each against an independent implementation:
+"""Known-answer tests of bench.metrics.horizon, each against an independent implementation:
 scikit-survival called directly, lifelines, or a hand computation on a tiny case (worked in comments)."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from sksurv.metrics import (
 )
 from sksurv.util import Surv
 
-from bench import metrics_horizon as mh
-from bench import survival_metrics
-from bench.errors import BenchError
+from bench._core.errors import BenchError
+from bench.metrics import horizon as mh
+from bench.metrics import survival as survival_metrics
 
 
 def _y(time, cens):

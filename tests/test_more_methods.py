@@ -9,11 +9,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.cohort import GROUP_NAMES, load_cohort
-from bench.config import load_settings
-from bench.errors import BenchError
-from bench.registry import InputDims, get_method
+from bench._core.config import load_settings
+from bench._core.errors import BenchError
+from bench.api import Batch, InputDims, get_method
+from bench.data.cohort import GROUP_NAMES, load_cohort
 from methods.clam import CLAMMB, CLAMSB
 from methods.dtfd import DTFD, pseudo_bags
 from methods.fusion import MFB, GatedBilinearFusion, kronecker, merge_outputs, split_batch
@@ -68,7 +67,7 @@ def test_split_batch_cuts_padding_and_merge_restores_order():
     parts = split_batch(batch)
     assert [p.x.shape[1] for p in parts] == [3, 5]
     assert torch.equal(parts[0].x[0], batch.x[0, :3]) and parts[1].case_ids == ["p1"]
-    from bench.registry import ModelOutput
+    from bench.api import ModelOutput
 
     out = merge_outputs([ModelOutput(torch.ones(1, 4) * i, aux={"a": torch.tensor(float(i))}) for i in (1, 3)])
     assert out.logits[:, 0].tolist() == [1.0, 3.0] and float(out.aux["a"]) == 2.0

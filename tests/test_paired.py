@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from sksurv.metrics import concordance_index_censored
 
-from bench.errors import BenchError
-from bench.paired import (
+from bench._core.errors import BenchError
+from bench.metrics.paired import (
     FoldPair,
     corrected_ttest,
     pair_matrices,

@@ -17,16 +17,42 @@ from pathlib import Path
 
 import pytest
 
-from bench import registry
-from bench.contract import run_contract
-from bench.errors import BenchError
-from bench.registry import unregister
-from bench.toy import make_toy_project
+from bench._core.errors import BenchError
+from bench.api import registry, unregister
+from bench.data.toy import make_toy_project
+from bench.tools.contract import run_contract
 
 BIN = Path(sys.executable).parent
 BENCH = str(BIN / "bench")
 
 DEMO_METHOD = '''
+from torch import nn
+
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register
+
+
+@register(MethodInfo(
+    name="demo_mlp",
+    title="DemoMLP",
+    modality="genomics",
+    paper="survbench plugin test",
+    reported={"BLCA": (0.612, 0.021), "LUAD": (0.598, 0.034)},
+    train={"optimizer": "adam", "lr": 1e-3, "epochs": 2},
+    genomics="all",
+    notes="A two-layer MLP on every genomic column.",
+))
+class DemoMLP(SurvivalModel):
+    def __init__(self, dims: InputDims, hidden: int = 16) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dims.omic_dim, hidden), nn.ReLU(), nn.Linear(hidden, dims.n_bins))
+
+    def forward(self, batch: Batch) -> ModelOutput:
+        return ModelOutput(self.net(batch.omic))
+'''
+
+# The same plugin as written for survbench 0.1 (verbatim): the flat-layout import paths (deprecated
+# aliases now) and its defaults repeated in MethodInfo(hparams=...). It must keep working for a release.
+LEGACY_DEMO_METHOD = '''
 from torch import nn
 
 from bench.batches import Batch
@@ -58,12 +84,11 @@ class DemoMLP(SurvivalModel):
 LEAKY_METHOD = '''
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register
 
 
 @register(MethodInfo(name="leaky_mean", title="LeakyMean", modality="pathology", paper="test",
-                     notes="ignores batch.mask", hparams={"hidden": 8}))
+                     notes="ignores batch.mask"))
 class LeakyMean(SurvivalModel):
     def __init__(self, dims: InputDims, hidden: int = 8) -> None:
         super().__init__()
@@ -106,12 +131,13 @@ def one_line_error(r: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The demo plugin built from its pyproject.toml and pip-installed into a private --target folder."""
+@pytest.fixture(scope="module", params=["current", "legacy"])
+def demo(request, tmp_path_factory):
+    """The demo plugin built from its pyproject.toml and pip-installed into a private --target folder; once
+    with the current import paths (bench.api) and once as written for survbench 0.1 (the old paths)."""
     tmp = tmp_path_factory.mktemp("plugin")
     src = tmp / "src"
-    write_package(src, "demo_plugin", {"demo_mlp": DEMO_METHOD})
+    write_package(src, "demo_plugin", {"demo_mlp": DEMO_METHOD if request.param == "current" else LEGACY_DEMO_METHOD})
     (src / "pyproject.toml").write_text(textwrap.dedent('''
         [build-system]
         requires = ["setuptools>=68"]
@@ -287,12 +313,10 @@ BROKEN_TEMPLATE = '''
 import torch
 from torch import nn
 
-from bench.batches import Batch
-from bench.registry import InputDims, MethodInfo, ModelOutput, SurvivalModel, register
+from bench.api import Batch, InputDims, MethodInfo, ModelOutput, SurvivalModel, register
 
 
-@register(MethodInfo(name="{name}", title="{name}", modality="pathology", paper="test", notes="broken",
-                     hparams={{"hidden": 8}}))
+@register(MethodInfo(name="{name}", title="{name}", modality="pathology", paper="test", notes="broken"))
 class Broken(SurvivalModel):
     def __init__(self, dims: InputDims, hidden: int = 8) -> None:
         super().__init__()

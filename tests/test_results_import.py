@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from bench.cohort import load_cohort
-from bench.config import load_settings
-from bench.errors import BenchError
-from bench.evaluation import Evaluation
-from bench.results_import import import_predictions
-from bench.table_render import Mark
-from bench.tables import Options, format_p, table1, table2
+from bench._core.config import load_settings
+from bench._core.errors import BenchError
+from bench.data.cohort import load_cohort
+from bench.report.evaluation import Evaluation
+from bench.report.render import Mark
+from bench.report.tables import Options, format_p, table1, table2
+from bench.store.results_import import import_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "data" / "reference_results"

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sksurv.metrics import concordance_index_censored
 
-from bench.errors import BenchError
-from bench.runner import execute, plan_run, summarize
+from bench._core.errors import BenchError
+from bench.train.runner import execute, plan_run, summarize
 
 
 def _plan(toy, **kw):

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bench.contract import run_contract
-from bench.errors import BenchError
-from bench.registry import get_method, unregister
-from bench.scaffold import (
+from bench._core.errors import BenchError
+from bench.api import get_method, unregister
+from bench.tools.contract import run_contract
+from bench.tools.scaffold import (
     check_name_free,
     class_name,
     default_tests_dir,
@@ -96,7 +96,7 @@ def test_generated_method_passes_the_contract(modality, tmp_path, monkeypatch):
     write_scaffold(s)
     text = s.method_path.read_text()
     for field in ("name=", "title=", "modality=", "paper=", "official_code=", "reported=", "selection=", "tie=",
-                  "train=", "hparams=", "genomics=", "notes=", "order="):
+                  "train=", "hparam_choices=", "genomics=", "notes=", "order="):
         assert field in text, field
     assert "def forward(self, batch: Batch) -> ModelOutput:" in text
     # The generated files are lint-clean under survbench's own rules (import grouping depends on the

@@ -16,12 +16,12 @@ import torch
 from store_builder import add_run, rows
 from typer.testing import CliRunner
 
-from bench.cohort import load_cohort
-from bench.errors import BenchError
-from bench.locks import RunLock, holder
-from bench.results_import import import_predictions
-from bench.runner import RUN_SPEC, execute, plan_run, run_spec
-from bench.verify import verify_store
+from bench._core.errors import BenchError
+from bench.data.cohort import load_cohort
+from bench.store.locks import RunLock, holder
+from bench.store.results_import import import_predictions
+from bench.store.verify import verify_store
+from bench.train.runner import RUN_SPEC, execute, plan_run, run_spec
 
 FOLD0 = "results/snn/default/tcga_toy/seed0/fold0"
 REDO0 = "redo with: bench run --method snn --cohort TOY --folds 0 --seed 0 --force"
@@ -203,14 +203,14 @@ def test_redo_commands_name_the_variant_and_the_import(toy, tmp_path):
 
 def test_each_predictions_file_is_read_once(toy, monkeypatch):
     """The verification's read (and hash) of predictions.csv is the one the tables use: cheap on a big store."""
-    import bench.predictions
-    from bench.cli_report import load_evaluation
+    import bench.store.predictions
+    from bench.cli.report import load_evaluation
 
     _cell(toy)
     reads = []
     real = pathlib.Path.read_bytes
     monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
-    monkeypatch.setattr(bench.predictions, "read_predictions", lambda path: pytest.fail(f"{path} read again"))
+    monkeypatch.setattr(bench.store.predictions, "read_predictions", lambda path: pytest.fail(f"{path} read again"))
     _, ev = load_evaluation(None)
     assert ev.cell("snn", "tcga_toy").summary().n_folds == 5
     assert reads == ["predictions.csv"] * 5 and not ev.excluded
@@ -345,7 +345,7 @@ def test_force_import_replaces_the_whole_key(toy, tmp_path):
 
 
 def test_failed_force_import_leaves_the_stored_runs_intact(toy, tmp_path, monkeypatch):
-    import bench.results_import as ri
+    import bench.store.results_import as ri
 
     a = _import_file(toy, tmp_path, "a.csv")
     b = _import_file(toy, tmp_path, "b.csv", shift=1.0)
@@ -419,7 +419,7 @@ def test_grad_accum_longer_than_an_epoch_is_refused_before_training(toy):
 
 
 def test_verify_reports_environment_differences_as_information(toy, monkeypatch, capsys):
-    from bench.manifest import versions
+    from bench.store.manifest import versions
 
     _cell(toy)
     runs = sorted((toy.root / "results").glob("*/*/*/seed0/fold*"))

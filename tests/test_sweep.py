@@ -10,12 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.errors import BenchError
-from bench.locks import RunLock, holder
-from bench.runner import execute, plan_run
-from bench.sweep import SweepSpec, expand, key_status, run_keys, run_local, run_slurm
-from bench.toy import make_toy_project
-from bench.verify import verify_store
+from bench._core.errors import BenchError
+from bench.data.toy import make_toy_project
+from bench.store.locks import RunLock, holder
+from bench.store.verify import verify_store
+from bench.train.runner import execute, plan_run
+from bench.train.sweep import SweepSpec, expand, key_status, run_keys, run_local, run_slurm
 
 BENCH = os.path.join(os.path.dirname(sys.executable), "bench")
 
@@ -69,7 +69,7 @@ def test_bad_specs_fail_before_anything_runs(toy, spec, pattern):
 
 
 def test_bad_grid_file(toy):
-    from bench.sweep import load_grid
+    from bench.train.sweep import load_grid
 
     grid = toy.root / "grid.toml"
     grid.write_text('methods = ["meanmil"]\ncohorts = ["toy"]\nfoldz = [0]\n')
@@ -83,7 +83,7 @@ def test_bad_grid_file(toy):
 
 def test_lock_excludes_second_holder_and_frees_on_death(tmp_path):
     d = tmp_path / "run"
-    code = ("import sys,time; from pathlib import Path; from bench.locks import RunLock;"
+    code = ("import sys,time; from pathlib import Path; from bench.store.locks import RunLock;"
             "l=RunLock(Path(sys.argv[1])); assert l.acquire(); print('held', flush=True); time.sleep(60)")
     p = subprocess.Popen([sys.executable, "-c", code, str(d)], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
@@ -143,7 +143,7 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
 def test_failing_writes_are_clear_and_keep_earlier_results(toy, monkeypatch):
     import errno
 
-    import bench.predictions as predictions
+    import bench.store.predictions as predictions
 
     plan = plan_run(toy.settings, "meanmil", "toy", epochs=1, folds=[0, 1])
     execute(plan)
@@ -168,7 +168,7 @@ def test_failing_writes_are_clear_and_keep_earlier_results(toy, monkeypatch):
 
 def test_run_keys_reports_failures_and_continues(toy, monkeypatch):
     keys = expand(toy.settings, _spec(methods=["meanmil"], seeds=[0]))
-    import bench.runner as runner
+    import bench.train.runner as runner
 
     real = runner.run_one_fold
 

@@ -13,12 +13,12 @@ from sksurv.metrics import concordance_index_ipcw, integrated_brier_score
 from store_builder import RISKS, TIMES, add_cell, add_run, rows
 from typer.testing import CliRunner
 
-from bench import survival_metrics as sm
-from bench.evaluation import Evaluation, parse_variant
-from bench.metrics import cindex
-from bench.registry import paper_table
-from bench.table_render import Mark, render
-from bench.tables import Options, build_tables, format_p, table1, table2, table3, table4
+from bench.api import paper_table
+from bench.metrics import survival as sm
+from bench.metrics.concordance import cindex
+from bench.report.evaluation import Evaluation, parse_variant
+from bench.report.render import Mark, render
+from bench.report.tables import Options, build_tables, format_p, table1, table2, table3, table4
 
 BLCA, BRCA = "tcga_blca", "tcga_brca"
 
@@ -357,7 +357,7 @@ def test_cli_tables_on_empty_store_explains(toy):
 
 def test_cli_tables_writes_files(toy):
     from bench.cli import app
-    from bench.cohort import load_cohort
+    from bench.data.cohort import load_cohort
 
     co = load_cohort(toy.settings, toy.cohort)
     for k, split in enumerate(co.splits):  # the fold's own val patients: tables read only runs that verify

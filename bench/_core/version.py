@@ -1,0 +1,3 @@
+"""The package version (recorded in every manifest and feature store)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,37 @@
+"""``bench perf``: the measured speed of methods against the published data path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.cli.common import console, load_settings
+
+
+def perf(
+    method: Annotated[list[str] | None, typer.Option("--method", "-m", help="Method(s) to time (repeatable).")] = None,
+    profile: Annotated[str, typer.Option(help="small (this CPU) or realistic (BLCA-sized bags, for a GPU).")] = "small",
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    naive: Annotated[bool, typer.Option(help="Also time the published data path (per-slide reads).")] = True,
+    iters: Annotated[int | None, typer.Option(help="Timed training iterations per mode.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+) -> None:
+    """Time methods on a synthetic cohort: train/eval patients per second, 5-fold wall time, memory, speed-up."""
+    from bench.tools.perf import run_perf, write_json
+
+    results, machine = run_perf(load_settings(), method or ["ccl"], profile, device, naive=naive, iters=iters,
+                                log=lambda s: console.print(s, markup=False))
+    gpu = f" {machine['gpu']}" if machine["gpu"] else ""
+    console.print(f"machine: {machine['processor']}, {machine['device']}{gpu}, "
+                  f"torch {machine['torch']}, {machine['threads']} thread(s); store {machine['store_mb']:.0f} MiB, "
+                  f"peak host RSS {machine['peak_host_rss_mb']:.0f} MiB", markup=False)
+    if json_out:
+        write_json(json_out, results, machine)
+        console.print(f"wrote {json_out}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``perf`` to ``app``."""
+    app.command("perf")(perf)

@@ -1,0 +1,110 @@
+"""``bench run``: train and evaluate one method on one cohort, with a progress bar per fold."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from tabulate import tabulate
+
+from bench._core.errors import BenchError
+from bench.cli.common import console, err_console, load_settings, parse_folds
+
+
+def run(
+    method: Annotated[str, typer.Option("--method", "-m", help="Method name (see `bench methods`).")],
+    cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort: BLCA, BRCA, GBMLGG, LUAD or UCEC.")],
+    folds: Annotated[str | None, typer.Option(help="Comma-separated folds, e.g. 0,2 (default: all).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default from bench.toml).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the method's number of epochs.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override (repeatable).")] = None,
+    variant: Annotated[str | None, typer.Option(help="A named variant of the method (e.g. CCL's ablations).")] = None,
+    features: Annotated[str | None, typer.Option(help="Feature store: auto, synthetic, a name or an .h5 path.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Retrain folds that are already stored.")] = False,
+    workers: Annotated[int, typer.Option(help="Train this many folds at once (processes sharing the features).")] = 1,
+) -> None:
+    """Train and evaluate one method on one cohort over the fixed 5-fold splits."""
+    from bench._core.config import parse_sets
+    from bench.train.runner import execute, plan_run, summarize
+
+    if workers < 1:
+        raise BenchError(f"bad --workers {workers}: must be >= 1")
+    settings = load_settings()
+    plan = plan_run(settings, method, cohort, folds=parse_folds(folds), seed=seed, epochs=epochs, device=device,
+                    sets=parse_sets(set_ or []), variant=variant, features=features, results=results)
+    info = plan.info
+    console.print(f"[bold]{escape(info.title)}[/] on [bold]{plan.cohort.name}[/] · variant "
+                  f"[cyan]{escape(plan.variant)}[/] (config {plan.chash}) · seed {plan.seed} · device {plan.device} · "
+                  f"genomics build {escape(plan.cohort.build)}")
+    if plan.store is not None:
+        s = plan.store.info
+        console.print(f"pathology features: {s.kind.upper()} store {escape(s.path.name)} ({s.n_slides} slides, "
+                      f"{s.n_patches} patches x {s.dim}, {s.nbytes / 2**20:.0f} MiB)")
+        if plan.store.notice:
+            err_console.print(f"[yellow]{escape(plan.store.notice)}[/]")
+    epochs_total = plan.config["train"]["epochs"]
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console,
+                  transient=False, disable=not console.is_terminal) as bar:
+
+        def progress_for(fold: int):
+            from bench.train.engine import Progress as EngineProgress
+
+            task = bar.add_task(f"fold {fold}", total=epochs_total, status="")
+            state = {"epoch": 0}
+
+            def on_step(i: int, n: int, loss: float) -> None:
+                if i % 16 == 0 or i == n:
+                    bar.update(task, status=f"epoch {state['epoch'] + 1}/{epochs_total} step {i}/{n} loss {loss:.3f}")
+
+            def on_epoch(log) -> None:
+                state["epoch"] = log.epoch
+                bar.update(task, completed=log.epoch,
+                           status=f"epoch {log.epoch}/{epochs_total} loss {log.train_loss:.3f} "
+                                  f"val C {log.val_cindex:.4f}")
+                if not console.is_terminal and (log.epoch == epochs_total or log.epoch % 10 == 0):
+                    console.print(f"  fold {fold} epoch {log.epoch}/{epochs_total}: loss {log.train_loss:.4f}, "
+                                  f"val C-index {log.val_cindex:.4f} ({log.seconds:.1f}s)")
+
+            return EngineProgress(on_step=on_step, on_epoch=on_epoch)
+
+        def on_fold(out) -> None:
+            if out.status == "skipped":
+                console.print(f"  fold {out.fold}: already stored, skipped (--force retrains)")
+            elif out.status == "busy":
+                console.print(f"  fold {out.fold}: another process is training it right now, skipped")
+            elif out.status == "interrupted":
+                console.print(f"  fold {out.fold}: interrupted, its worker process died (killed or out of memory); "
+                              f"rerun to resume it from its checkpoint -> {out.path}", markup=False)
+            else:
+                console.print(f"  fold {out.fold}: {out.status} in {out.seconds:.1f}s -> {out.path}", markup=False)
+
+        outcomes = execute(plan, force=force, progress=progress_for, on_fold=on_fold, workers=workers)
+
+    summary = summarize(plan)
+    rows = [[f.fold, f"{f.best_cindex:.4f}", f.best_epoch, f"{f.last_cindex:.4f}", f.last_epoch] for f in summary.folds]
+    bm, bsd = summary.protocol("best-val")
+    lm, lsd = summary.protocol("last")
+    rows.append(["mean ± std", f"{bm:.4f} ± {bsd:.4f}", "", f"{lm:.4f} ± {lsd:.4f}", ""])
+    console.print(tabulate(rows, headers=["fold", "C best-val", "epoch", "C last", "epoch"], tablefmt="simple"))
+    kind = "synthetic" if plan.store is not None and plan.store.info.synthetic else (
+        "real" if plan.store is not None else "none")
+    console.print(f"protocols: best-val = max val C-index over epochs (official {info.title} rule: {info.selection}); "
+                  f"last = epoch {epochs_total}. Pathology: {kind}. Predictions: {plan.results}", markup=False)
+    lost = [o.fold for o in outcomes if o.status == "interrupted"]
+    if lost:
+        err_console.print(f"{len(lost)} fold(s) interrupted (fold {', '.join(map(str, lost))}): a worker process "
+                          f"died; rerun the same command to resume from the checkpoint", markup=False)
+        sys.exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run`` to ``app``."""
+    app.command("run")(run)

@@ -1,0 +1,467 @@
+"""From the prediction store to scores: the numbers every table and figure shows.
+
+Stored runs are grouped into *cells* — one method, one variant, one cohort — each holding its
+seeds, each seed its folds. A run's variant is read from its manifest's ``overrides`` (keys
+shortened to the part after the last dot, values canonicalised), never from folder names. A
+protocol (``best-val``, ``last`` or ``inner``, :mod:`bench.metrics.concordance`) picks one epoch per
+fold; every metric of the fold is computed on that epoch's validation predictions.
+
+A seed is *complete* when it holds every fold of the cohort's splits. A cell's summary uses its
+complete seeds; a cell with none is *partial* and is summarised over the folds of its fullest seed
+(tables mark it and leave it out of rankings and the Overall mean).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench._core.config import Settings, parse_sets
+from bench._core.errors import BenchError
+from bench.metrics import survival as sm
+from bench.metrics.concordance import (
+    PROTOCOLS,
+    cindex,
+    epoch_cindex,
+    inner_cindex,
+    mean_std,
+    seed_summary,
+    select_epoch,
+)
+from bench.store.predictions import StoredRun, store_layout
+
+Overrides = tuple[tuple[str, str], ...]
+DEFAULT: Overrides = ()
+DEFAULT_FOLDS = 5
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """A metric tables can show."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    pooled: bool  # computed on the pooled out-of-fold predictions rather than per fold
+
+
+METRICS: dict[str, MetricInfo] = {
+    "cindex": MetricInfo("cindex", "Harrell's C-index", True, False),
+    "uno": MetricInfo("uno", "Uno's C-index (IPCW)", True, False),
+    "ibs": MetricInfo("ibs", "integrated Brier score (lower is better)", False, False),
+    "auc": MetricInfo("auc", "mean time-dependent AUC", True, False),
+    "pooled": MetricInfo("pooled", "pooled out-of-fold Harrell's C with bootstrap 95% CI", True, True),
+}
+
+
+def check_metric(name: str) -> MetricInfo:
+    """The metric called ``name``, or an error listing the valid ones."""
+    if name not in METRICS:
+        raise BenchError(f"unknown metric '{name}'; choose one of {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def check_protocol(name: str) -> str:
+    if name not in PROTOCOLS:
+        raise BenchError(f"unknown protocol '{name}'; choose one of {', '.join(PROTOCOLS)}")
+    return name
+
+
+# ----------------------------------------------------------------------------------------------
+# Variants
+
+
+def norm_value(v: Any) -> str:
+    """Canonical text of an override value: ``true``/``false``, ``9`` for 9 and 9.0, ``0.05``."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        f = float(v)
+        return str(int(f)) if f.is_integer() and abs(f) < 1e15 else repr(f)
+    return str(v)
+
+
+def with_inner(overrides: Overrides) -> Overrides:
+    """The variant's ``selection=inner`` twin: the runs protocol ``inner`` reads."""
+    return tuple(sorted({**dict(overrides), "selection": "inner"}.items()))
+
+
+def normalize_overrides(overrides: Mapping[str, Any]) -> Overrides:
+    """Manifest overrides (``{"model.k": 9}``) as sorted (short key, canonical value) pairs."""
+    return tuple(sorted((k.split(".")[-1], norm_value(v)) for k, v in overrides.items()))
+
+
+def parse_variant(text: str | None) -> Overrides:
+    """``default`` -> (); ``cgm=false,mkd=false`` -> the normalised pairs."""
+    if text is None or text.strip() in ("", "default"):
+        return DEFAULT
+    return normalize_overrides(parse_sets([text]))
+
+
+def variant_label(overrides: Overrides) -> str:
+    """``default`` or ``key=value`` pairs joined by commas."""
+    return ",".join(f"{k}={v}" for k, v in overrides) if overrides else "default"
+
+
+# ----------------------------------------------------------------------------------------------
+# Provenance
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which data a run saw, as tables report it."""
+
+    genomics_build: str
+    pathology: str  # real | synthetic | none | unknown
+    imported: bool
+
+
+def provenance(manifest: Mapping[str, Any]) -> Provenance:
+    data = manifest.get("data") or {}
+    patho = data.get("pathology")
+    if patho is None:
+        kind = "none"
+    else:
+        kind = patho.get("kind") or ("synthetic" if patho.get("synthetic") else "real")
+        if patho.get("synthetic"):
+            kind = "synthetic"
+    return Provenance(str(data.get("genomics_build") or "unknown"), str(kind), "imported" in manifest)
+
+
+# ----------------------------------------------------------------------------------------------
+# Folds, seeds, cells
+
+
+@dataclass
+class FoldEval:
+    """One fold under one protocol: its predictions, per-epoch val C-index and the selected epoch."""
+
+    run: StoredRun
+    predictions: pd.DataFrame
+    per_epoch: pd.Series
+    epoch: int
+    cindex: float
+
+    @property
+    def fold(self) -> int:
+        return self.run.fold
+
+    def val(self, epoch: int | None = None) -> pd.DataFrame:
+        """Validation rows at ``epoch`` (default: the selected one)."""
+        p = self.predictions
+        return p[(p["split"] == "val") & (p["epoch"] == (self.epoch if epoch is None else epoch))]
+
+    @property
+    def train(self) -> pd.DataFrame | None:
+        """Training-fold rows (stored for one epoch, the last), or None."""
+        rows = self.predictions[self.predictions["split"] == "train"]
+        return rows if len(rows) else None
+
+    @property
+    def train_epoch(self) -> int | None:
+        t = self.train
+        return None if t is None else int(t["epoch"].max())
+
+    @property
+    def edges(self) -> np.ndarray | None:
+        e = (self.run.manifest.get("data") or {}).get("bin_edges")
+        return None if e is None else np.asarray(e, dtype=float)
+
+    def surv(self, rows: pd.DataFrame) -> np.ndarray | None:
+        """The ``surv_k`` columns of ``rows`` in bin order, or None if not stored."""
+        cols = sorted((c for c in rows.columns if c.startswith("surv_")), key=lambda c: int(c.split("_")[1]))
+        if not cols or rows[cols].isna().any().any():
+            return None
+        return rows[cols].to_numpy(dtype=float)
+
+
+def _labels(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return rows["survival_months"].to_numpy(dtype=float), rows["censorship"].to_numpy(dtype=float)
+
+
+@dataclass
+class SeedRuns:
+    """The folds of one seed of a cell."""
+
+    seed: int
+    folds: dict[int, FoldEval]
+    expected: int
+
+    @property
+    def missing(self) -> list[int]:
+        return [k for k in range(self.expected) if k not in self.folds]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+    def ordered(self) -> list[FoldEval]:
+        return [self.folds[k] for k in sorted(self.folds)]
+
+    def training_labels(self, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Labels of fold ``k``'s training patients: its stored train rows; failing that (imported
+        predictions), the other folds' validation patients, which under k-fold CV are the same set."""
+        f = self.folds[k]
+        if f.train is not None:
+            return _labels(f.train.drop_duplicates("case_id"))
+        others = [g.val() for j, g in self.folds.items() if j != k]
+        if not others:
+            return None
+        return _labels(pd.concat(others).drop_duplicates("case_id"))
+
+    def pooled(self) -> pd.DataFrame:
+        """Out-of-fold validation predictions: each fold's rows at its selected epoch."""
+        return pd.concat([f.val() for f in self.ordered()], ignore_index=True)
+
+    def fold_metric(self, k: int, metric: str) -> float:
+        """One fold's value of a per-fold metric (NaN where it cannot be computed)."""
+        f = self.folds[k]
+        if metric == "cindex":
+            return f.cindex
+        val = f.val()
+        train = self.training_labels(k)
+        if train is None:
+            return float("nan")
+        time, cens = _labels(val)
+        if metric == "uno":
+            return sm.uno_cindex(*train, time, cens, val["risk"].to_numpy(dtype=float))
+        surv, edges = f.surv(val), f.edges
+        if surv is None or edges is None or len(edges) != surv.shape[1] + 1:
+            return float("nan")
+        fn = sm.integrated_brier if metric == "ibs" else sm.mean_auc
+        return fn(*train, time, cens, surv, edges)
+
+    def logrank_paper(self) -> tuple[float, int, int]:
+        """Published convention: pooled out-of-fold risks, high = risk >= their median; (p, n_high, n_low)."""
+        pooled = self.pooled()
+        high = sm.high_risk(pooled["risk"].to_numpy(), float(np.median(pooled["risk"])))
+        time, cens = _labels(pooled)
+        return sm.logrank_p(time, cens, high), int(high.sum()), int((~high).sum())
+
+    def logrank_fold_safe(self) -> tuple[float, int, int]:
+        """Fold-safe convention: each fold's validation patients split at the median of its training
+        patients' risks (the epoch with stored train rows, the last), groups pooled; NaN without train rows."""
+        times, cens, highs = [], [], []
+        for f in self.ordered():
+            train, epoch = f.train, f.train_epoch
+            if train is None:
+                return float("nan"), 0, 0
+            val = f.val(epoch)
+            highs.append(sm.high_risk(val["risk"].to_numpy(), float(np.median(train["risk"]))))
+            t, c = _labels(val)
+            times.append(t)
+            cens.append(c)
+        high = np.concatenate(highs)
+        return sm.logrank_p(np.concatenate(times), np.concatenate(cens), high), int(high.sum()), int((~high).sum())
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A cell's value under one metric."""
+
+    mean: float
+    std: float | None  # fold std (ddof 0) averaged over seeds; None for pooled metrics
+    spread: float | None  # population std over seeds of the per-seed values; None with one seed
+    n_seeds: int
+    n_folds: int
+    expected_folds: int
+    low: float | None = None  # bootstrap 95% interval (pooled metric)
+    high: float | None = None
+
+    @property
+    def partial(self) -> bool:
+        return self.n_folds < self.expected_folds
+
+
+@dataclass
+class Cell:
+    """One method x variant x cohort under one protocol."""
+
+    method: str
+    overrides: Overrides
+    cohort: str
+    protocol: str
+    seeds: list[SeedRuns]
+    _cache: dict[Any, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def used(self) -> list[SeedRuns]:
+        """Complete seeds, or (if none) the seed with the most folds."""
+        done = [s for s in self.seeds if s.complete]
+        return done or [max(self.seeds, key=lambda s: (len(s.folds), -s.seed))]
+
+    @property
+    def partial(self) -> bool:
+        return not any(s.complete for s in self.seeds)
+
+    @property
+    def expected_folds(self) -> int:
+        return self.seeds[0].expected
+
+    def provenances(self) -> set[Provenance]:
+        return {provenance(f.run.manifest) for s in self.used for f in s.folds.values()}
+
+    def summary(self, metric: str = "cindex", n_resamples: int = 1000, boot_seed: int = 0) -> Summary:
+        """The cell's value under ``metric`` (see module docstring and :func:`bench.metrics.seed_summary`)."""
+        key = (metric, n_resamples, boot_seed)
+        if key not in self._cache:
+            self._cache[key] = self._summary(check_metric(metric), n_resamples, boot_seed)
+        return self._cache[key]
+
+    def _summary(self, metric: MetricInfo, n_resamples: int, boot_seed: int) -> Summary:
+        used = self.used
+        n_folds = len(used[0].folds)
+        if metric.pooled:
+            values, lows, highs = [], [], []
+            for s in used:
+                pooled = s.pooled()
+                t, c = _labels(pooled)
+                r = pooled["risk"].to_numpy(dtype=float)
+                values.append(cindex(t, c, r))
+                lo, hi = sm.bootstrap_cindex(t, c, r, n_resamples=n_resamples, seed=boot_seed)
+                lows.append(lo)
+                highs.append(hi)
+            mean, _ = mean_std(values)
+            spread = mean_std(values)[1] if len(values) > 1 else None
+            return Summary(mean, None, spread, len(used), n_folds, self.expected_folds,
+                           float(np.mean(lows)), float(np.mean(highs)))
+        per_seed = [[s.fold_metric(k, metric.name) for k in sorted(s.folds)] for s in used]
+        mean, std, spread = seed_summary(per_seed)
+        return Summary(mean, std, spread, len(used), n_folds, self.expected_folds)
+
+    def logrank(self, convention: str) -> tuple[float, int, int]:
+        """Median over the used seeds of the log-rank p (``paper`` or ``fold-safe``), and the group sizes
+        of the first seed."""
+        fn = SeedRuns.logrank_paper if convention == "paper" else SeedRuns.logrank_fold_safe
+        results = [fn(s) for s in self.used]
+        ps = [p for p, _, _ in results if not math.isnan(p)]
+        p = float(np.median(ps)) if ps else float("nan")
+        return p, results[0][1], results[0][2]
+
+    def epochs(self) -> list[int]:
+        return sorted({f.epoch for s in self.used for f in s.folds.values()})
+
+
+class Evaluation:
+    """The runs of the prediction store under ``results`` that verify, indexed by (method, variant, cohort) ->
+    seed -> fold.
+
+    Every run directory is checked once by :func:`bench.store.verify.inspect_run` (with ``settings``, also
+    against its cohort's split file); those that fail are in ``excluded``, folders that are not run
+    folders in ``ignored``, and neither reaches a table or figure.
+    """
+
+    def __init__(self, results: Path, expected_folds: Callable[[str], int] | int = DEFAULT_FOLDS,
+                 settings: Settings | None = None):
+        from bench.store.verify import Problem, SplitMembers, inspect_run
+
+        self.results = Path(results)
+        layout = store_layout(self.results)
+        self.ignored: list[Path] = layout.ignored
+        self.excluded: list[Problem] = []
+        self.runs: list[StoredRun] = []
+        self._preds: dict[Path, pd.DataFrame] = {}
+        members = SplitMembers(settings) if settings is not None else None
+        for d in layout.runs:
+            checked = inspect_run(d, settings, members)
+            if isinstance(checked, Problem):
+                self.excluded.append(checked)
+            else:
+                self.runs.append(checked.run)
+                self._preds[d] = checked.predictions
+        self._expected = expected_folds
+        self.duplicates: list[Path] = []
+        self._index: dict[tuple[str, Overrides, str], dict[int, dict[int, StoredRun]]] = {}
+        for run in self.runs:
+            key = run.manifest.get("key") or {}
+            method = str(key.get("method", run.method))
+            cohort = str(key.get("cohort", run.cohort))
+            seed, fold = int(key.get("seed", run.seed)), int(key.get("fold", run.fold))
+            folds = self._index.setdefault((method, normalize_overrides(run.manifest.get("overrides") or {}), cohort),
+                                           {}).setdefault(seed, {})
+            if fold in folds:
+                self.duplicates.append(run.path)  # the same key stored twice (e.g. under two folder names)
+                continue
+            folds[fold] = run
+        self._per_epoch: dict[Path, pd.Series] = {}
+        self._cells: dict[tuple[str, Overrides, str, str], Cell | None] = {}
+
+    @property
+    def empty(self) -> bool:
+        return not self.runs
+
+    def expected_folds(self, cohort: str) -> int:
+        return self._expected(cohort) if callable(self._expected) else int(self._expected)
+
+    def methods(self) -> list[str]:
+        return sorted({m for m, _, _ in self._index})
+
+    def cohorts(self) -> list[str]:
+        return sorted({c for _, _, c in self._index})
+
+    def variants(self, method: str) -> list[Overrides]:
+        return sorted({v for m, v, _ in self._index if m == method})
+
+    def seeds(self) -> list[int]:
+        return sorted({s for seeds in self._index.values() for s in seeds})
+
+    def method_meta(self, method: str) -> dict[str, Any]:
+        """The ``method`` block of a manifest of ``method`` (title, modality, tie ...), or {}."""
+        for (m, _, _), seeds in self._index.items():
+            if m == method:
+                run = next(iter(next(iter(seeds.values())).values()))
+                return dict(run.manifest.get("method") or {})
+        return {}
+
+    def has(self, method: str, cohort: str, overrides: Overrides = DEFAULT) -> bool:
+        return (method, overrides, cohort) in self._index
+
+    def predictions(self, run: StoredRun) -> pd.DataFrame:
+        if run.path not in self._preds:
+            self._preds[run.path] = run.predictions()
+        return self._preds[run.path]
+
+    def fold_eval(self, run: StoredRun, protocol: str) -> FoldEval:
+        """Score one stored run under ``protocol`` (the method's tie rule from its manifest)."""
+        preds = self.predictions(run)
+        if run.path not in self._per_epoch:
+            self._per_epoch[run.path] = epoch_cindex(preds)
+        per_epoch = self._per_epoch[run.path]
+        if per_epoch.empty:
+            raise BenchError(f"{run.path} has no validation predictions; rerun it or delete the folder")
+        tie = (run.manifest.get("method") or {}).get("tie", "earliest")
+        if check_protocol(protocol) == "inner":
+            try:
+                epoch = select_epoch(inner_cindex(preds), "inner", tie)
+            except BenchError as exc:
+                raise BenchError(f"{run.path}: {exc}") from exc
+        else:
+            epoch = select_epoch(per_epoch, protocol, tie)
+        return FoldEval(run, preds, per_epoch, epoch, float(per_epoch.loc[epoch]))
+
+    def cell(self, method: str, cohort: str, overrides: Overrides = DEFAULT, protocol: str = "best-val") -> Cell | None:
+        """The cell of (method, variant, cohort) under ``protocol``, or None if nothing is stored. Protocol
+        ``inner`` reads the variant's ``selection=inner`` runs (:func:`with_inner`)."""
+        if protocol == "inner":
+            overrides = with_inner(overrides)
+        key = (method, overrides, cohort, protocol)
+        if key not in self._cells:
+            seeds = self._index.get((method, overrides, cohort))
+            if not seeds:
+                self._cells[key] = None
+            else:
+                expected = self.expected_folds(cohort)
+                self._cells[key] = Cell(method, overrides, cohort, protocol, [
+                    SeedRuns(s, {k: self.fold_eval(r, protocol) for k, r in sorted(folds.items())}, expected)
+                    for s, folds in sorted(seeds.items())])
+        return self._cells[key]
+
+    def cells(self, method: str | None = None) -> Iterable[tuple[str, Overrides, str]]:
+        """Every stored (method, variant, cohort)."""
+        return sorted(k for k in self._index if method is None or k[0] == method)

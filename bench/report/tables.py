@@ -1,0 +1,765 @@
+"""Tables I–IV of the CCL paper as pure functions of the prediction store.
+
+* Table I: a metric (Harrell's C by default) per method x cohort, mean ± std over folds, and the
+  Overall mean over the five cohorts; every paper row, methods grouped by modality in the paper's
+  order; best bold, second underlined.
+* Table II: log-rank p-values of high- vs low-risk groups, in the published convention (pooled
+  out-of-fold risks split at their median) and a fold-safe one (each fold split at its training
+  median).
+* Table III: CCL's ablation variants; Table IV: CCL's k, tau, b, r.
+
+Every table lists the data it came from and the commands that fill its missing cells. See
+docs/tables-and-figures.md.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.api.paper import PAPER_COHORTS, paper_table
+from bench.api.registry import all_methods
+from bench.data.cohort import canonical_name, short_name
+from bench.report.evaluation import (
+    DEFAULT,
+    Cell,
+    Evaluation,
+    Overrides,
+    Summary,
+    check_metric,
+    check_protocol,
+    norm_value,
+    normalize_overrides,
+    variant_label,
+    with_inner,
+)
+from bench.report.render import MISSING, Block, Mark, Table
+from bench.store import keys
+
+MODALITY_ORDER = ("Genomics", "Pathology", "Multimodal")
+TABLES = ("1", "2", "3", "4")
+CCL = "ccl"
+CCL_DEFAULTS = {"k": 6, "tau": 0.1, "b": 10, "r": 4}
+ABLATION: tuple[tuple[str, tuple[bool, bool, bool], dict[str, bool]], ...] = (
+    ("DualTrans (baseline)", (False, False, False), {"cca": False, "mkd": False, "cgm": False}),
+    ("+CCA", (True, False, False), {"mkd": False, "cgm": False}),
+    ("+CCA+MKD", (True, True, False), {"cgm": False}),
+    ("+CCA+MKD+CGM (CCL)", (True, True, True), {}),
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """What every table builder needs besides the store."""
+
+    protocol: str = "best-val"
+    metric: str = "cindex"
+    compare_paper: bool = False
+    default_seed: int = 0  # bench.toml's run.seed: commands omit --seed for it
+    n_resamples: int = 1000
+    boot_seed: int = 0
+    runnable: tuple[str, ...] | None = None  # cohorts this project can run (None: all); others get no commands
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting
+
+
+def fmt(x: float | None, digits: int = 4, sign: bool = False) -> str:
+    if x is None:
+        return MISSING
+    if math.isnan(x):
+        return "n/a"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def format_p(p: float | None) -> str:
+    """A p-value in the paper's style: two significant digits, ``8.4e-4``."""
+    if p is None:
+        return MISSING
+    if math.isnan(p):
+        return "n/a"
+    return re.sub(r"e([+-])0*(\d)", lambda m: f"e{'-' if m.group(1) == '-' else ''}{m.group(2)}", f"{p:.1e}")
+
+
+def summary_text(s: Summary | None, max_seeds: int = 1) -> str:
+    """``0.6862 ± 0.0253``; pooled metrics ``0.68 [lo, hi]``; partial cells say how many folds, and a cell made
+    from fewer seeds than the table's fullest cell says how many seeds."""
+    if s is None:
+        return MISSING
+    if s.low is not None and s.high is not None:
+        text = f"{fmt(s.mean)} [{fmt(s.low)}, {fmt(s.high)}]"
+    elif s.std is not None:
+        text = f"{fmt(s.mean)} ± {fmt(s.std)}"
+    else:
+        text = fmt(s.mean)
+    if s.partial:
+        text += f" ({s.n_folds}/{s.expected_folds} folds)"
+    if s.n_seeds < max_seeds:
+        text += f" ({s.n_seeds}/{max_seeds} seeds)"
+    return text
+
+
+def rank_marks(values: Sequence[float | None], higher_is_better: bool) -> list[str | None]:
+    """``best`` / ``second`` for each value, comparing values rounded to the 4 decimals shown (ties share)."""
+    shown = sorted({round(v, 4) for v in values if v is not None and not math.isnan(v)}, reverse=higher_is_better)
+    out: list[str | None] = []
+    for v in values:
+        if v is None or math.isnan(v):
+            out.append(None)
+        elif round(v, 4) == shown[0]:
+            out.append("best")
+        elif len(shown) > 1 and round(v, 4) == shown[1]:
+            out.append("second")
+        else:
+            out.append(None)
+    return out
+
+
+def run_command(method: str, cohort: str, sets: Mapping[str, Any] | None = None, seed: int | None = None,
+                folds: Sequence[int] | None = None) -> str:
+    """The ``bench run`` command for one cell (``sets`` keep their order)."""
+    pairs = [(k, norm_value(v)) for k, v in (sets or {}).items()]
+    return keys.run_command(method, cohort, sets=pairs, seed=seed, folds=folds, order=keys.PLAN_ORDER)
+
+
+def import_command(method: str, cohort: str, overrides: Overrides = DEFAULT) -> str:
+    cmd = f"bench results import FILE --method {method} --cohort {short_name(cohort)}"
+    return cmd + (f" --variant {variant_label(overrides)}" if overrides else "")
+
+
+# ----------------------------------------------------------------------------------------------
+# Rows of Table I: the paper's rows, then registered and stored methods
+
+
+@dataclass
+class RowSpec:
+    """A method row: its label, the method name in the registry/store (None if neither has it)."""
+
+    label: str
+    method: str | None
+    modality: str
+    order: int
+    paper: str | None = None  # the paper's Table I row title
+    registered: bool = False
+    reported: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+
+def _key(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(text).lower())
+
+
+def _modality(text: str | None) -> str:
+    return str(text or "unknown").capitalize()
+
+
+def row_specs(ev: Evaluation) -> list[RowSpec]:
+    """Every paper row (matched to a registered method by title, name or Table I order, else to a
+    stored method by name or title), then other registered methods, grouped by modality in the
+    paper's order; methods only found in the store come last."""
+    paper = paper_table("table1_cindex")
+    registered = all_methods()
+    taken: set[str] = set()
+    rows: list[RowSpec] = []
+    for i, (title, modality) in enumerate(zip(paper["method"], paper["modality"], strict=True)):
+        order = 10 * (i + 1)
+        m = next((m for m in registered if m.name not in taken and _key(title) in (_key(m.title), _key(m.name))),
+                 None) or next((m for m in registered if m.name not in taken and m.order == order), None)
+        if m is not None:
+            taken.add(m.name)
+            rows.append(RowSpec(m.title, m.name, _modality(m.modality), order, title, True, m.reported))
+            continue
+        stored = next((s for s in ev.methods() if s not in taken
+                       and _key(title) in (_key(s), _key(ev.method_meta(s).get("title", "")))), None)
+        if stored is not None:
+            taken.add(stored)
+        rows.append(RowSpec(title, stored, modality, order, title, False))
+    for m in registered:
+        if m.name not in taken:
+            taken.add(m.name)
+            rows.append(RowSpec(m.title, m.name, _modality(m.modality), m.order, None, True, m.reported))
+
+    def group(r: RowSpec) -> int:
+        return MODALITY_ORDER.index(r.modality) if r.modality in MODALITY_ORDER else len(MODALITY_ORDER)
+
+    rows.sort(key=lambda r: (group(r), r.order, r.label))
+    for s in ev.methods():
+        if s not in taken:
+            meta = ev.method_meta(s)
+            rows.append(RowSpec(str(meta.get("title") or s), s, _modality(meta.get("modality")), 10**6))
+    return rows
+
+
+def paper_values(row: RowSpec) -> tuple[dict[str, tuple[float, float | None]], float | None]:
+    """The paper's Table I (mean, std) per cohort (short name) and Overall for a row, or ({}, None)."""
+    if row.paper is not None:
+        t = paper_table("table1_cindex")
+        r = t[t["method"] == row.paper].iloc[0]
+        return ({c: (float(r[f"{c}_mean"]), float(r[f"{c}_std"])) for c in PAPER_COHORTS}, float(r["overall"]))
+    if row.reported:
+        vals = {c: (float(m), float(s)) for c, (m, s) in row.reported.items()}
+        overall = float(np.mean([m for m, _ in vals.values()])) if set(vals) >= set(PAPER_COHORTS) else None
+        return vals, overall
+    return {}, None
+
+
+# ----------------------------------------------------------------------------------------------
+# Columns
+
+
+def table_cohorts(ev: Evaluation) -> tuple[list[str], list[str]]:
+    """(columns, cohorts the Overall averages): the paper's five cohorts plus any other stored cohort;
+    Overall is over the paper's five, or over the stored cohorts when the store has none of them."""
+    paper = [canonical_name(c) for c in PAPER_COHORTS]
+    extra = [c for c in ev.cohorts() if c not in paper]
+    overall = paper if any(c in paper for c in ev.cohorts()) or not extra else extra
+    return paper + extra, overall
+
+
+# ----------------------------------------------------------------------------------------------
+# Generic grid: rows x cohorts of one metric
+
+
+@dataclass
+class GridRow:
+    lead: list[str]  # leading columns
+    label: str  # row name in notes, CSV and commands
+    method: str | None
+    overrides: Overrides
+    cells: dict[str, Cell | None]  # cohort -> cell under the protocol
+    other: dict[str, Cell | None] = field(default_factory=dict)  # the other protocol (selection optimism)
+    paper: dict[str, tuple[float, float | None]] = field(default_factory=dict)  # short cohort -> (mean, std)
+    paper_overall: float | None = None
+    commands: Callable[[str, Cell | None], list[str]] | None = None
+    group: str = ""  # rows are ranked within their group
+    note: str = ""  # e.g. which cells come from a fallback
+
+
+def _overall(summaries: Sequence[Summary | None]) -> float | None:
+    if not summaries or any(s is None or s.partial or math.isnan(s.mean) for s in summaries):
+        return None
+    return float(np.mean([s.mean for s in summaries]))  # type: ignore[union-attr]
+
+
+def _seed_commands(ev: Evaluation, make: Callable[[int | None, list[int] | None], str], cell: Cell | None,
+                   default_seed: int) -> list[str]:
+    """Commands for a missing cell (the default seed, or the store's lowest seed if it has none of the
+    default) or for the missing folds of each incomplete seed of a partial cell."""
+    if cell is None:
+        seeds = ev.seeds()
+        seed = default_seed if not seeds or default_seed in seeds else seeds[0]
+        return [make(None if seed == default_seed else seed, None)]
+    return [make(None if s.seed == default_seed else s.seed, s.missing) for s in cell.seeds if not s.complete]
+
+
+def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str], rows: list[GridRow],
+               cohorts: list[str], overall_over: list[str], opts: Options, paper_has_std: bool = True) -> Table:
+    """A rows x cohorts table of ``opts.metric`` with Overall, rankings, paper comparison, seed spread."""
+    info = check_metric(opts.metric)
+
+    def summ(cell: Cell | None) -> Summary | None:
+        return None if cell is None else cell.summary(opts.metric, opts.n_resamples, opts.boot_seed)
+
+    ours = [{c: summ(r.cells.get(c)) for c in cohorts} for r in rows]
+    # per column: a cell made from fewer seeds than the fullest cell of its cohort says so
+    max_seeds = {c: max((row[c].n_seeds for row in ours if row[c] is not None), default=1) for c in cohorts}
+    overall = [_overall([s[c] for c in overall_over]) for s in ours]
+    other = [{c: summ(r.other.get(c)) for c in cohorts} for r in rows] if opts.compare_paper else []
+    other_overall = [_overall([s[c] for c in overall_over]) for s in other]
+
+    # ranks: per column, within row groups, complete cells only
+    marks: list[dict[str, str | None]] = [{} for _ in rows]
+    for col in [*cohorts, "overall"]:
+        for g in dict.fromkeys(r.group for r in rows):
+            idx = [i for i, r in enumerate(rows) if r.group == g]
+            vals = [overall[i] if col == "overall" else
+                    (None if ours[i][col] is None or ours[i][col].partial else ours[i][col].mean) for i in idx]
+            for i, m in zip(idx, rank_marks(vals, info.higher_is_better), strict=True):
+                marks[i][col] = m
+
+    compare = opts.compare_paper
+    paper_cols = compare and opts.metric == "cindex"
+    headers = list(lead_headers)
+    for c in cohorts:
+        sc = short_name(c)
+        headers.append(sc)
+        if paper_cols:
+            headers += [f"{sc} paper", f"{sc} Δ"]
+        if compare:
+            headers.append(f"{sc} opt.")
+    headers.append("Overall")
+    if paper_cols:
+        headers += ["Overall paper", "Overall Δ"]
+    if compare:
+        headers.append("Overall opt.")
+
+    def optimism(ours_v: float | None, other_v: float | None) -> float | None:
+        if ours_v is None or other_v is None:
+            return None
+        return ours_v - other_v if opts.protocol == "best-val" else other_v - ours_v
+
+    body, records, commands = [], [], []
+    for i, r in enumerate(rows):
+        line: list[str | Mark] = list(r.lead)
+        for c in cohorts:
+            s, sc = ours[i][c], short_name(c)
+            line.append(Mark(summary_text(s, max_seeds[c]), marks[i][c]))
+            p = r.paper.get(sc)
+            diff = None if p is None or s is None or math.isnan(s.mean) else s.mean - p[0]
+            if paper_cols:
+                ptext = MISSING if p is None else (f"{fmt(p[0])} ± {fmt(p[1])}" if p[1] is not None else fmt(p[0]))
+                line += [ptext, fmt(diff, sign=True)]
+            opt = optimism(s.mean if s else None, other[i][c].mean if compare and other[i][c] else None)
+            if compare:
+                line.append(fmt(opt, sign=True))
+            if r.commands is not None and (s is None or s.partial) and _runnable(opts, c):
+                commands += r.commands(c, r.cells.get(c))
+            records.append(_record(name, r, sc, s, marks[i][c], opts, p, diff if paper_cols else None, opt,
+                                   r.cells.get(c)))
+        line.append(Mark(fmt(overall[i]), marks[i]["overall"]))
+        odiff = None if overall[i] is None or r.paper_overall is None else overall[i] - r.paper_overall
+        if paper_cols:
+            line += [fmt(r.paper_overall), fmt(odiff, sign=True)]
+        oopt = optimism(overall[i], other_overall[i]) if compare else None
+        if compare:
+            line.append(fmt(oopt, sign=True))
+        records.append({**_record(name, r, "Overall", None, marks[i]["overall"], opts,
+                                  None if r.paper_overall is None else (r.paper_overall, None),
+                                  odiff if paper_cols else None, oopt, None), "mean": overall[i]})
+        body.append(line)
+
+    blocks = [Block("", headers, body)]
+    spread_rows = []
+    for i, r in enumerate(rows):
+        if any(s is not None and s.n_seeds > 1 for s in ours[i].values()):
+            spread_rows.append([*r.lead, *[MISSING if ours[i][c] is None or ours[i][c].spread is None else
+                                           f"{fmt(ours[i][c].spread)} (n={ours[i][c].n_seeds})" for c in cohorts]])
+    if spread_rows:
+        blocks.append(Block("Spread over seeds: population std of the per-seed fold means (n = seeds)",
+                            [*lead_headers, *[short_name(c) for c in cohorts]], spread_rows))
+
+    cells = [(r.label, c, r.cells.get(c)) for r in rows for c in cohorts]
+    notes = [f"{info.label}: " + _metric_note(opts.metric) + (
+        " Mean ± std over folds (population std, ddof 0)." if not info.pooled else ""),
+        _protocol_note(opts.protocol), *provenance_notes(ev, cells)]
+    notes.append(f"Overall: mean of the {', '.join(short_name(c) for c in overall_over)} values; "
+                 f"{MISSING} unless all are complete.")
+    notes.append("Bold: best, underlined: second best per column"
+                 f"{' within each parameter' if len({r.group for r in rows}) > 1 else ''} "
+                 "(complete cells only, compared at the 4 decimals shown).")
+    if compare:
+        notes.append("opt. = selection optimism: the value under best-val minus the value under "
+                     f"{'last' if opts.protocol == 'best-val' else opts.protocol} (same runs).")
+        if paper_cols:
+            notes.append("paper = the published value (the CCL paper's Table I, or a plugin method's own "
+                         "`reported` numbers); Δ = ours minus paper.")
+        else:
+            notes.append(f"The paper reports Harrell's C only, so there is no paper column for {info.label}.")
+    notes += [r.note for r in rows if r.note]
+    notes += _missing_notes(rows, cohorts, ours)
+    notes += _unrunnable_note(opts, cohorts)
+    return Table(name=name, title=title, blocks=blocks, notes=notes, commands=list(dict.fromkeys(commands)),
+                 frame=pd.DataFrame.from_records(records))
+
+
+def _runnable(opts: Options, cohort: str) -> bool:
+    return opts.runnable is None or cohort in opts.runnable
+
+
+def _unrunnable_note(opts: Options, cohorts: Sequence[str]) -> list[str]:
+    missing = [short_name(c) for c in cohorts if not _runnable(opts, c)]
+    if not missing:
+        return []
+    return [f"No commands for {', '.join(missing)}: not among this project's cohorts (no splits/ folder for them)."]
+
+
+def _record(table: str, r: GridRow, cohort: str, s: Summary | None, mark: str | None, opts: Options,
+            paper: tuple[float, float | None] | None, diff: float | None, opt: float | None,
+            cell: Cell | None) -> dict[str, Any]:
+    prov = sorted(cell.provenances(), key=str) if cell is not None else []
+    return {
+        "table": table, "row": r.label, "method": r.method, "variant": variant_label(r.overrides), "cohort": cohort,
+        "protocol": opts.protocol, "metric": opts.metric,
+        "mean": None if s is None else s.mean, "std": None if s is None else s.std,
+        "seed_spread": None if s is None else s.spread, "n_seeds": None if s is None else s.n_seeds,
+        "n_folds": None if s is None else s.n_folds, "expected_folds": None if s is None else s.expected_folds,
+        "ci_low": None if s is None else s.low, "ci_high": None if s is None else s.high,
+        "rank": {"best": 1, "second": 2}.get(mark or ""),
+        "paper_mean": None if paper is None else paper[0], "paper_std": None if paper is None else paper[1],
+        "diff": diff, "optimism": opt,
+        "genomics_build": ";".join(sorted({p.genomics_build for p in prov})) or None,
+        "pathology": ";".join(sorted({p.pathology for p in prov})) or None,
+        "seeds": None if cell is None else ";".join(str(x.seed) for x in cell.used),
+    }
+
+
+def _missing_notes(rows: list[GridRow], cohorts: list[str], ours: list[dict[str, Summary | None]]) -> list[str]:
+    out = []
+    if any(s is None for row in ours for s in row.values()):
+        out.append(f"{MISSING}: not in the prediction store.")
+    if any(s is not None and s.partial for row in ours for s in row.values()):
+        out.append("(k/n folds): no seed has every fold; mean over the stored folds, left out of ranks and Overall.")
+    unregistered = [r.label for r in rows if r.method is None]
+    if unregistered:
+        out.append(f"Not registered in this installation (no `bench run` yet): {', '.join(unregistered)}.")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Notes
+
+
+_METRIC_NOTES = {
+    "cindex": "scikit-survival concordance_index_censored (tied_tol=1e-8) on each fold's validation patients.",
+    "uno": "scikit-survival concordance_index_ipcw, censoring distribution fitted on the fold's training patients, "
+           "truncated at the largest training time.",
+    "ibs": "scikit-survival integrated_brier_score of the stored 4-bin survival curves (step function dropping to "
+           "S_k at the upper edge of bin k), at the 10th-90th percentiles of the fold's validation event times; "
+           "censoring fitted on the training patients.",
+    "auc": "scikit-survival cumulative_dynamic_auc mean_auc of 1 - S(t) from the stored survival curves, at the "
+           "10th-90th percentiles of the fold's validation event times; censoring fitted on the training patients.",
+    "pooled": "Harrell's C of the five folds' validation predictions pooled (each fold at its selected epoch), "
+              "with a percentile bootstrap 95% interval over patients (scipy.stats.bootstrap).",
+}
+
+
+def _metric_note(metric: str) -> str:
+    return _METRIC_NOTES[metric]
+
+
+def _other(ev: Evaluation, method: str, cohort: str, overrides: Overrides, protocol: str) -> Cell | None:
+    """The cell the optimism column compares with, on the same runs: ``last`` for ``best-val``, ``best-val``
+    otherwise (for ``inner``: best-val of the selection=inner runs)."""
+    if protocol == "best-val":
+        return ev.cell(method, cohort, overrides, "last")
+    return ev.cell(method, cohort, with_inner(overrides) if protocol == "inner" else overrides, "best-val")
+
+
+def _protocol_note(protocol: str) -> str:
+    if protocol == "inner":
+        return ("Protocol inner: each fold is scored at the epoch with the highest C-index on its inner split "
+                "(splits/<cohort>/inner_<k>.csv: training patients held out of training), from runs made with "
+                "selection=inner — the reported fold never chooses the epoch.")
+    if protocol == "best-val":
+        return ("Protocol best-val: each fold is scored at the epoch with its highest validation C-index (ties: the "
+                "method's rule), as the official code reports — selected on the fold it reports, so optimistic.")
+    return "Protocol last: each fold is scored at the last epoch of its fixed schedule (no selection)."
+
+
+SEEDS_RULE = ("a cell with several seeds averages each fold over its seeds, then shows the mean ± population std "
+              "over folds of those averages; the spread over seeds (std of the per-seed fold means) is shown "
+              "separately.")
+
+
+def _who(entries: list[tuple[str, str]], all_by_label: Mapping[str, list[str]]) -> str:
+    by_label: dict[str, list[str]] = {}
+    for label, cohort in entries:
+        by_label.setdefault(label, []).append(cohort)
+    parts = []
+    for label, cs in by_label.items():
+        parts.append(label if sorted(cs) == sorted(all_by_label[label]) else f"{label}: {', '.join(cs)}")
+    return ("; " if any(":" in p for p in parts) else ", ").join(parts)
+
+
+def display_path(path: Any) -> str:
+    """``path`` relative to the working directory when it lies under it (tables are committed), else absolute."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve())) + "/"
+    except ValueError:
+        return str(p)
+
+
+def provenance_notes(ev: Evaluation, cells: Sequence[tuple[str, str, Cell | None]],
+                     seeds_rule: str = SEEDS_RULE) -> list[str]:
+    """Notes saying which data the table's cells came from: store, genomics build, pathology, seeds, imports."""
+    present = [(label, short_name(c), cell) for label, c, cell in cells if cell is not None]
+    notes = [f"Source: prediction store {display_path(ev.results)} ({len(ev.runs)} complete runs)."]
+    if not present:
+        return notes
+    all_by_label: dict[str, list[str]] = {}
+    for label, c, _ in present:
+        all_by_label.setdefault(label, []).append(c)
+    for what, attr in (("Genomics build", "genomics_build"), ("Pathology features", "pathology")):
+        groups: dict[str, list[tuple[str, str]]] = {}
+        for label, c, cell in present:
+            for p in sorted({getattr(p, attr) for p in cell.provenances()}):
+                groups.setdefault(p, []).append((label, c))
+        if len(groups) == 1:
+            notes.append(f"{what}: {next(iter(groups))} (every cell).")
+        else:
+            notes.append(f"{what}: " + "; ".join(f"{v} ({_who(e, all_by_label)})" for v, e in sorted(groups.items()))
+                         + ".")
+    if any(p.pathology == "synthetic" for _, _, cell in present for p in cell.provenances()):
+        notes.append("SYNTHETIC pathology features are stand-ins with a simulated signal: those cells are not "
+                     "comparable with the paper.")
+    seeds = sorted({s.seed for _, _, cell in present for s in cell.used})
+    multi = any(len(cell.used) > 1 for _, _, cell in present)
+    notes.append(f"Seeds: {', '.join(map(str, seeds))}" + (f" — {seeds_rule}" if multi else "."))
+    imported = [(label, c) for label, c, cell in present if any(p.imported for p in cell.provenances())]
+    if imported:
+        notes.append(f"Imported predictions (bench results import): {_who(imported, all_by_label)}.")
+    if ev.duplicates:
+        notes.append(f"{len(ev.duplicates)} run(s) stored twice under other folder names were ignored, e.g. "
+                     f"{ev.duplicates[0]}.")
+    return notes
+
+
+# ----------------------------------------------------------------------------------------------
+# Table I
+
+
+def table1(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table:
+    """Table I: ``opts.metric`` per method x cohort (see module docstring)."""
+    protocol = check_protocol(opts.protocol)
+    cohorts, overall_over = table_cohorts(ev)
+    rows = []
+    for spec in row_specs(ev):
+        paper, paper_overall = paper_values(spec)
+        rows.append(GridRow(
+            lead=[spec.modality, spec.label], label=spec.label, method=spec.method, overrides=variant,
+            cells={c: ev.cell(spec.method, c, variant, protocol) if spec.method else None for c in cohorts},
+            other={c: _other(ev, spec.method, c, variant, protocol) if spec.method and opts.compare_paper else None
+                   for c in cohorts},
+            paper=paper, paper_overall=paper_overall, commands=_method_commands(ev, spec, variant, opts)))
+    _blank_repeats(rows)
+    info = check_metric(opts.metric)
+    suffix = "" if variant == DEFAULT else f", variant {variant_label(variant)}"
+    table = grid_table(ev, name=f"table1_{protocol}_{opts.metric}", lead_headers=["Modality", "Method"], rows=rows,
+                       title=f"Table I — {info.label} per method and cohort, protocol {protocol}{suffix}",
+                       cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table.notes += other_variants_note(ev, {variant}, "Other variants in the store (show one with --variant)")
+    return table
+
+
+def other_variants_note(ev: Evaluation, shown: set[Overrides], lead: str, method: str | None = None) -> list[str]:
+    """A note naming the stored variants a table does not show (e.g. runs made with --epochs)."""
+    others: dict[str, list[str]] = {}
+    for m, ov, _ in ev.cells(method):
+        if ov not in shown:
+            labels = others.setdefault(m, [])
+            if variant_label(ov) not in labels:
+                labels.append(variant_label(ov))
+    if not others:
+        return []
+    return [f"{lead}: " + "; ".join(f"{m}: {', '.join(v)}" for m, v in others.items()) + "."]
+
+
+def _blank_repeats(rows: list[GridRow]) -> None:
+    """Show the first lead column (modality, parameter) once per run of equal values."""
+    firsts = [r.lead[0] for r in rows]
+    for i in range(1, len(rows)):
+        if firsts[i] == firsts[i - 1]:
+            rows[i].lead[0] = ""
+
+
+def _method_commands(ev: Evaluation, spec: RowSpec, variant: Overrides,
+                     opts: Options) -> Callable[[str, Cell | None], list[str]] | None:
+    if spec.method is None:
+        return None
+    method = spec.method
+    if not spec.registered:
+        return lambda c, cell: [import_command(method, c, variant)]
+    sets = dict(with_inner(variant)) if opts.protocol == "inner" else dict(variant)
+    return lambda c, cell: _seed_commands(ev, lambda seed, folds: run_command(method, c, sets, seed, folds), cell,
+                                          opts.default_seed)
+
+
+# ----------------------------------------------------------------------------------------------
+# Table II
+
+
+def table2(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table:
+    """Table II: log-rank p of high vs low risk, published (pooled median) and fold-safe conventions."""
+    protocol = check_protocol(opts.protocol)
+    cohorts, _ = table_cohorts(ev)
+    published = paper_table("table2_logrank_p")
+    titles = list(published["method"])
+    specs = [s for s in row_specs(ev)
+             if s.paper in titles or (s.method and any(ev.has(s.method, c, variant) for c in cohorts))]
+    headers = ["Method"]
+    for c in cohorts:
+        sc = short_name(c)
+        headers += [f"{sc} median", f"{sc} fold-safe"] + ([f"{sc} paper"] if opts.compare_paper else [])
+    body, records, commands, cells = [], [], [], []
+    for spec in specs:
+        line: list[str | Mark] = [spec.label]
+        prow = published[published["method"] == spec.paper]
+        make = _method_commands(ev, spec, variant, opts)
+        for c in cohorts:
+            sc = short_name(c)
+            cell = ev.cell(spec.method, c, variant, protocol) if spec.method else None
+            cells.append((spec.label, c, cell))
+            paper_p = float(prow.iloc[0][sc]) if len(prow) and sc in prow.columns else None
+            values = {}
+            for conv in ("paper", "fold-safe"):
+                p, n_high, n_low = cell.logrank(conv) if cell is not None else (None, None, None)
+                values[conv] = p
+                records.append({"table": "table2", "row": spec.label, "method": spec.method, "cohort": sc,
+                                "protocol": protocol, "convention": conv, "p": p, "n_high": n_high, "n_low": n_low,
+                                "paper_p": paper_p, "partial": None if cell is None else cell.partial,
+                                "seeds": None if cell is None else ";".join(str(s.seed) for s in cell.used)})
+            text = format_p(values["paper"])
+            if cell is not None and cell.partial:
+                text += f" ({len(cell.used[0].folds)}/{cell.expected_folds} folds)"
+            line += [text, format_p(values["fold-safe"])]
+            if opts.compare_paper:
+                line.append(format_p(paper_p))
+            if make is not None and (cell is None or cell.partial) and _runnable(opts, c):
+                commands += make(c, cell)
+        body.append(line)
+    notes = [
+        "median: the published convention — the five folds' out-of-fold risks (each fold at the protocol's epoch) "
+        "are pooled and split at their median, risk ≥ median is high risk; lifelines logrank_test.",
+        "fold-safe: each fold's validation patients are split at the median risk of that fold's training patients, "
+        "the groups are pooled, one log-rank test. It needs training-fold risks, stored for the last epoch only, so "
+        f"it always uses the last epoch; {MISSING} or n/a where no training predictions are stored (imported runs).",
+        _protocol_note(protocol),
+        *provenance_notes(ev, cells, "a cell with several seeds shows the median of the per-seed p-values."),
+    ]
+    if opts.compare_paper:
+        notes.append("paper = the CCL paper's Table II p-value.")
+    notes += _missing_notes([GridRow([], s.label, s.method, DEFAULT, {}) for s in specs], [], [])
+    if any(cell is None for _, _, cell in cells):
+        notes.append(f"{MISSING}: not in the prediction store.")
+    notes += _unrunnable_note(opts, cohorts)
+    suffix = "" if variant == DEFAULT else f", variant {variant_label(variant)}"
+    return Table(name=f"table2_{protocol}", title=f"Table II — log-rank p-values, high vs low risk, protocol "
+                 f"{protocol}{suffix}", blocks=[Block("", headers, body)], notes=notes,
+                 commands=list(dict.fromkeys(commands)), frame=pd.DataFrame.from_records(records))
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables III and IV (CCL)
+
+
+def _ccl_commands(ev: Evaluation, sets: Mapping[str, Any], opts: Options) -> Callable[[str, Cell | None], list[str]]:
+    if opts.protocol == "inner":
+        sets = {**sets, "selection": "inner"}
+    return lambda c, cell: _seed_commands(ev, lambda seed, folds: run_command(CCL, c, sets, seed, folds), cell,
+                                          opts.default_seed)
+
+
+def table3(ev: Evaluation, opts: Options) -> Table:
+    """Table III: CCL's ablations (baseline, +CCA, +CCA+MKD, full CCL) per cohort."""
+    protocol = check_protocol(opts.protocol)
+    cohorts, overall_over = table_cohorts(ev)
+    published = paper_table("table3_ablation")
+    rows = []
+    for i, (label, flags, sets) in enumerate(ABLATION):
+        ov = normalize_overrides(sets)
+        cells = {c: ev.cell(CCL, c, ov, protocol) for c in cohorts}
+        other = {c: _other(ev, CCL, c, ov, protocol) if opts.compare_paper else None for c in cohorts}
+        note = ""
+        if i == 0:
+            fallback = [c for c in cohorts if cells[c] is None and ev.has("dualtrans", c)]
+            for c in fallback:
+                cells[c] = ev.cell("dualtrans", c, DEFAULT, protocol)
+                other[c] = _other(ev, "dualtrans", c, DEFAULT, protocol) if opts.compare_paper else None
+            if fallback:
+                note = (f"Baseline row for {', '.join(short_name(c) for c in fallback)}: method dualtrans (default "
+                        f"runs), because the CCL ablation run ({', '.join(f'{k}=false' for k in sets)}) is missing.")
+        prow = published.iloc[i]
+        rows.append(GridRow(
+            lead=[label, *["✓" if f else "" for f in flags]], label=label, method=CCL, overrides=ov, cells=cells,
+            other=other, paper={c: (float(prow[f"{c}_mean"]), float(prow[f"{c}_std"])) for c in PAPER_COHORTS},
+            paper_overall=float(prow["overall"]), commands=_ccl_commands(ev, sets, opts), note=note))
+    info = check_metric(opts.metric)
+    table = grid_table(ev, name=f"table3_{protocol}_{opts.metric}", lead_headers=["Variant", "CCA", "MKD", "CGM"],
+                       rows=rows, title=f"Table III — CCL ablation, {info.label}, protocol {protocol}",
+                       cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table.notes += other_variants_note(ev, {r.overrides for r in rows}, "CCL variants stored but not in this table",
+                                       CCL)
+    return table
+
+
+def ccl_defaults() -> dict[str, Any]:
+    """CCL's default k, tau, b, r (from the registry when CCL is registered)."""
+    for m in all_methods():
+        if m.name == CCL:
+            return {p: m.hparams.get(p, v) for p, v in CCL_DEFAULTS.items()}
+    return dict(CCL_DEFAULTS)
+
+
+def table4(ev: Evaluation, opts: Options) -> Table:
+    """Table IV: CCL with one of k, tau, b, r changed, per cohort (defaults for the others)."""
+    protocol = check_protocol(opts.protocol)
+    cohorts, overall_over = table_cohorts(ev)
+    published = paper_table("table4_hyperparameters")
+    defaults = ccl_defaults()
+    stored: dict[str, set[float]] = {p: set() for p in defaults}
+    for ov in ev.variants(CCL):
+        if len(ov) == 1 and ov[0][0] in defaults:
+            try:
+                stored[ov[0][0]].add(float(ov[0][1]))
+            except ValueError:
+                continue
+    rows = []
+    for param, default in defaults.items():
+        pub = published[published["param"] == param]
+        values = sorted({float(v) for v in pub["value"]} | stored[param] | {float(default)})
+        for v in values:
+            is_default = math.isclose(v, float(default))
+            ov = DEFAULT if is_default else ((param, norm_value(v)),)
+            prow = pub[np.isclose(pub["value"].astype(float), v)]
+            paper = {c: (float(prow.iloc[0][c]), None) for c in PAPER_COHORTS} if len(prow) else {}
+            shown = int(v) if float(v).is_integer() and isinstance(default, int) else v
+            rows.append(GridRow(
+                lead=[param, norm_value(shown) + (" (default)" if is_default else "")],
+                label=f"{param}={norm_value(v)}",
+                method=CCL, overrides=ov, cells={c: ev.cell(CCL, c, ov, protocol) for c in cohorts},
+                other={c: _other(ev, CCL, c, ov, protocol) if opts.compare_paper else None for c in cohorts},
+                paper=paper, paper_overall=float(prow.iloc[0]["overall"]) if len(prow) else None,
+                commands=_ccl_commands(ev, {} if is_default else {param: shown}, opts), group=param))
+    _blank_repeats(rows)
+    info = check_metric(opts.metric)
+    table = grid_table(ev, name=f"table4_{protocol}_{opts.metric}", lead_headers=["Parameter", "Value"], rows=rows,
+                       title=f"Table IV — CCL hyper-parameters (others at their defaults), {info.label}, protocol "
+                             f"{protocol}", cohorts=cohorts, overall_over=overall_over, opts=opts)
+    table.notes += other_variants_note(ev, {r.overrides for r in rows}, "CCL variants stored but not in this table",
+                                       CCL)
+    return table
+
+
+# ----------------------------------------------------------------------------------------------
+# Entry point
+
+
+def build_tables(ev: Evaluation, which: str = "all", protocols: Sequence[str] = ("best-val",),
+                 metrics: Sequence[str] = ("cindex",), opts: Options | None = None,
+                 variant: Overrides = DEFAULT) -> list[Table]:
+    """Every requested table for every protocol (and metric, for Tables I, III and IV); ``variant`` is the
+    variant of Tables I and II (III and IV are defined by their own CCL variants)."""
+    base = opts or Options()
+    names = TABLES if which == "all" else (which,)
+    out = []
+    for protocol in protocols:
+        for t in names:
+            if t == "2":
+                out.append(table2(ev, Options(**{**base.__dict__, "protocol": protocol}), variant))
+                continue
+            for metric in metrics:
+                o = Options(**{**base.__dict__, "protocol": protocol, "metric": metric})
+                out.append({"1": lambda o=o: table1(ev, o, variant), "3": lambda o=o: table3(ev, o),
+                            "4": lambda o=o: table4(ev, o)}[t]())
+    return out
+
+
+def empty_store_message(results: Any) -> str:
+    """What to run when the prediction store is empty."""
+    methods = [m.name for m in all_methods()]
+    example = methods[0] if methods else "snn"
+    return (f"The prediction store {results} holds no complete runs, so there is nothing to tabulate yet.\n"
+            "Tables are computed from stored predictions only. Fill the store with, for example:\n"
+            f"  bench run --method {example} --cohort BLCA        (one method on one cohort, all five folds)\n"
+            "  bench run --method ccl --cohort BLCA --set k=9   (a Table IV cell)\n"
+            "or import predictions made elsewhere:\n"
+            "  bench results import preds.csv --method NAME --cohort BLCA\n"
+            f"Registered methods: {', '.join(methods) or 'none'} (see `bench methods`).")

@@ -1,0 +1,146 @@
+"""The prediction store: the single source of truth for every table and figure.
+
+Layout::
+
+    results/<method>/<variant>/<cohort>/seed<s>/fold<k>/predictions.csv
+    results/<method>/<variant>/<cohort>/seed<s>/fold<k>/manifest.json
+
+``predictions.csv`` has one row per (patient, epoch, split): ``case_id, epoch, split, survival_months,
+censorship, bin, risk, hazard_0.., surv_0..``. ``split`` is ``val`` for every epoch and ``train`` for
+the last epoch. ``manifest.json`` is written last (atomically), so a run directory with a manifest
+of status ``complete`` is complete; anything else is unfinished work. Tables and figures read only
+runs that also verify (:func:`bench.store.verify.inspect_run`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench._core.errors import BenchError
+from bench._core.files import atomic_path, sha256_file, write_json
+from bench.store.keys import FOLD_FOLDER, SEED_FOLDER, RunKey
+
+PREDICTIONS = "predictions.csv"
+MANIFEST = "manifest.json"
+CHECKPOINT = "checkpoint.pt"
+#: What an unfinished run directory records about itself (key, data hash, overrides, the command that redoes it).
+RUN_SPEC = "run.json"
+REQUIRED_COLUMNS = ("case_id", "epoch", "split", "survival_months", "censorship", "bin", "risk")
+
+
+def run_dir(results: Path, method: str, variant: str, cohort: str, seed: int, fold: int) -> Path:
+    """Directory of one run key (:meth:`RunKey.dir <bench.store.keys.RunKey.dir>`)."""
+    return RunKey(method, variant, cohort, seed, fold).dir(results)
+
+
+@dataclass
+class StoredRun:
+    """One stored run: its location, key and manifest; predictions are read on demand."""
+
+    path: Path
+    method: str
+    variant: str
+    cohort: str
+    seed: int
+    fold: int
+    manifest: dict[str, Any]
+
+    def predictions(self) -> pd.DataFrame:
+        return read_predictions(self.path / PREDICTIONS)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.manifest.get("config", {})
+
+    @property
+    def synthetic(self) -> bool | None:
+        patho = self.manifest.get("data", {}).get("pathology")
+        return None if patho is None else bool(patho.get("synthetic"))
+
+
+def write_run(path: Path, predictions: pd.DataFrame, manifest: dict[str, Any]) -> None:
+    """Store one run: predictions first, then the manifest (the completion marker), both atomically."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in predictions.columns]
+    if missing:
+        raise BenchError(f"predictions for {path} lack column(s) {', '.join(missing)}")
+    path.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path / PREDICTIONS) as tmp:
+        predictions.to_csv(tmp, index=False)
+        # New predictions are fully written: from here the old run is no longer complete.
+        (path / MANIFEST).unlink(missing_ok=True)
+    manifest = dict(manifest)
+    manifest["predictions"] = {"file": PREDICTIONS, "rows": len(predictions), "sha256": sha256_file(path / PREDICTIONS)}
+    manifest["status"] = "complete"
+    write_json(path / MANIFEST, manifest)
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest of a run directory, or None if absent; a corrupt manifest is an error naming it."""
+    f = Path(path) / MANIFEST
+    if not f.is_file():
+        return None
+    try:
+        manifest = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchError(f"{f} is corrupt ({exc}); rerun the run with --force or delete the folder") from exc
+    if not isinstance(manifest, dict):
+        raise BenchError(f"{f} is corrupt (a JSON {type(manifest).__name__}, not an object); rerun the run with "
+                         "--force or delete the folder")
+    return manifest
+
+
+def read_predictions(path: Path) -> pd.DataFrame:
+    """Read a predictions.csv (ids as strings)."""
+    try:
+        return pd.read_csv(path, dtype={"case_id": str, "split": str})
+    except FileNotFoundError as exc:
+        raise BenchError(f"{path} is missing; the run is incomplete — rerun it") from exc
+
+
+@dataclass
+class StoreLayout:
+    """The run directories under a store, and the folders where a run folder belongs that are not one."""
+
+    runs: list[Path] = field(default_factory=list)
+    ignored: list[Path] = field(default_factory=list)
+
+
+def store_layout(results: Path) -> StoreLayout:
+    """Walk ``results/<method>/<variant>/<cohort>/seed<s>/fold<k>`` (sorted).
+
+    Hidden entries (``.lock``, an import's staging folder) are skipped; other folders at the seed or
+    fold level whose names do not parse (``seed0_old``, ``fold0.bak``) are listed in ``ignored``.
+    """
+    out = StoreLayout()
+    root = Path(results)
+    if not root.is_dir():
+        return out
+
+    def subdirs(d: Path) -> list[Path]:
+        try:
+            return sorted(p for p in d.iterdir() if p.is_dir() and not p.name.startswith("."))
+        except OSError:
+            return []
+
+    for cohort_dir in (c for m in subdirs(root) for v in subdirs(m) for c in subdirs(v)):
+        for seed_dir in subdirs(cohort_dir):
+            if not SEED_FOLDER.fullmatch(seed_dir.name):
+                out.ignored.append(seed_dir)
+                continue
+            for d in subdirs(seed_dir):
+                (out.runs if FOLD_FOLDER.fullmatch(d.name) else out.ignored).append(d)
+    return out
+
+
+def stored_run(d: Path, manifest: dict[str, Any]) -> StoredRun:
+    """The :class:`StoredRun` of run directory ``d`` (its key from the folder names)."""
+    key = RunKey.from_path(d)
+    if key is None:
+        raise BenchError(f"{d} is not a run folder (<method>/<variant>/<cohort>/seed<N>/fold<N>)")
+    return StoredRun(path=d, method=key.method, variant=key.variant, cohort=key.cohort, seed=key.seed,
+                     fold=key.fold, manifest=manifest)
