@@ -27,7 +27,7 @@ from bench._core.errors import BenchError
 from bench.data.cohort import short_name
 from bench.metrics.concordance import cindex
 from bench.metrics.paired import CorrectedTTest, FoldPair, PairedBootstrap, corrected_ttest, paired_bootstrap, verdict
-from bench.report.evaluation import DEFAULT, Cell, Evaluation, Overrides, variant_label
+from bench.report.evaluation import DEFAULT, Cell, Evaluation, Overrides, variant_label, with_inner
 from bench.report.render import Block, Table
 from bench.report.tables import run_command
 
@@ -98,7 +98,9 @@ def _run_command(side: Side, cohort: str, folds: list[int] | None = None, seeds:
 def _cell(ev: Evaluation, side: Side, cohort: str, protocol: str) -> Cell:
     cell = ev.cell(side.method, cohort, side.overrides, protocol)
     if cell is None:
-        raise BenchError(f"nothing stored for {side.label} on {cohort}; make it with: {_run_command(side, cohort)}")
+        # protocol inner reads the variant's selection=inner runs: name those, and the command that makes them
+        shown = Side(side.method, with_inner(side.overrides)) if protocol == "inner" else side
+        raise BenchError(f"nothing stored for {shown.label} on {cohort}; make it with: {_run_command(shown, cohort)}")
     return cell
 
 

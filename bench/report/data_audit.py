@@ -17,12 +17,12 @@ def audit_table(a: Audit) -> Table:
     bins = [c for c in lab.columns if c.startswith("bin_")]
     rows = [[str(r["fold"]), r["split"], str(r["patients"]), str(r["events"]), f"{100 * r['censored']:.1f}%",
              _f(r["follow_up_q25"]), _f(r["follow_up_q50"]), _f(r["follow_up_q75"]), _f(r["follow_up_max"]),
-             "/".join(str(int(r[b])) for b in bins)] for _, r in lab.iterrows()]
+             "/".join(str(int(r[b])) for b in bins)] for r in lab.to_dict("records")]
     labels = Block("Labels per fold (follow-up in months; time bins fitted on the fold's training patients)",
                    ["Fold", "Split", "Patients", "Events", "Censored", "Q25", "Median", "Q75", "Max",
                     "Patients per time bin"], rows)
-    srows = [[str(r["fold"]), str(r["val_sites"]), str(r["shared_sites"]),
-              f"{100 * r['val_patients_from_shared_sites']:.1f}%"] for _, r in a.sites.iterrows()]
+    srows = [[str(int(r["fold"])), str(int(r["val_sites"])), str(int(r["shared_sites"])),
+              f"{100 * r['val_patients_from_shared_sites']:.1f}%"] for r in a.sites.to_dict("records")]
     sites = Block("Tissue source sites (TCGA barcode) shared between train and val",
                   ["Fold", "Val sites", "Also in train", "Val patients from such sites"], srows)
     c = a.censoring
