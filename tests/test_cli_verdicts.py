@@ -108,3 +108,18 @@ def test_data_commands_on_the_toy_project(toy):
     assert rec[0]["cohort"] == "tcga_toy" and len(rec[0]["labels"]) == 10 and (toy.root / "audit.pdf").is_file()
     # the toy cohort has one tissue source site: no site-preserved split is possible
     one_line_error(bench(toy.root, "data", "site-splits", "--cohort", "TOY"), "only 1 tissue source site")
+
+
+def test_run_with_seeds_and_inner_selection(toy):
+    assert bench(toy.root, "data", "inner-splits", "--cohort", "TOY").returncode == 0
+    r = bench(toy.root, "run", "--method", "snn", "--cohort", "TOY", "--epochs", "2", "--folds", "0,1", "--seeds",
+              "0,1", "--set", "selection=inner")
+    assert r.returncode == 0, r.stderr
+    for s in (0, 1):
+        for k in (0, 1):
+            d = toy.root / "results" / "snn" / "epochs=2,selection=inner" / "tcga_toy" / f"seed{s}" / f"fold{k}"
+            preds = pd.read_csv(d / "predictions.csv", dtype={"case_id": str})
+            assert set(preds["split"]) == {"val", "inner", "train"}
+    assert "C inner" in r.stdout and "over seeds 0, 1" in r.stdout and "spread over seeds" in r.stdout
+    one_line_error(bench(toy.root, "run", "--method", "snn", "--cohort", "TOY", "--seed", "0", "--seeds", "1"),
+                   "--seed or --seeds")

@@ -20,6 +20,7 @@ def run(
     cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort: BLCA, BRCA, GBMLGG, LUAD or UCEC.")],
     folds: Annotated[str | None, typer.Option(help="Comma-separated folds, e.g. 0,2 (default: all).")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default from bench.toml).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds, e.g. 0,1,2: one run per seed.")] = None,
     epochs: Annotated[int | None, typer.Option(help="Override the method's number of epochs.")] = None,
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override (repeatable).")] = None,
@@ -31,13 +32,58 @@ def run(
 ) -> None:
     """Train and evaluate one method on one cohort over the fixed 5-fold splits."""
     from bench._core.config import parse_sets
-    from bench.train.runner import execute, plan_run, summarize
+    from bench.train.runner import plan_run
+    from bench.train.sweep import parse_ints
 
     if workers < 1:
         raise BenchError(f"bad --workers {workers}: must be >= 1")
+    if seed is not None and seeds is not None:
+        raise BenchError("give --seed or --seeds, not both")
     settings = load_settings()
-    plan = plan_run(settings, method, cohort, folds=parse_folds(folds), seed=seed, epochs=epochs, device=device,
-                    sets=parse_sets(set_ or []), variant=variant, features=features, results=results)
+    seed_list: list[int | None] = list(parse_ints(seeds, "seeds") or []) if seeds is not None else [seed]
+    if not seed_list:
+        raise BenchError(f"--seeds {seeds!r} names no seed; give e.g. --seeds 0,1,2")
+    # every seed is planned (and its inputs checked) before any trains
+    plans = [plan_run(settings, method, cohort, folds=parse_folds(folds), seed=s, epochs=epochs, device=device,
+                      sets=parse_sets(set_ or []), variant=variant, features=features, results=results)
+             for s in seed_list]
+    lost: list[str] = []
+    summaries = []
+    for plan in plans:
+        summary, interrupted = _run_plan(plan, force, workers)
+        summaries.append(summary)
+        lost += [f"seed {plan.seed} fold {f}" for f in interrupted]
+    if len(plans) > 1:
+        _seed_table(plans, summaries)
+    if lost:
+        err_console.print(f"{len(lost)} fold(s) interrupted ({', '.join(lost)}): a worker process died; rerun the "
+                          "same command to resume from the checkpoint", markup=False)
+        sys.exit(1)
+
+
+def _seed_table(plans, summaries) -> None:
+    """Across seeds: each fold averaged over the seeds, then mean ± std over folds; the spread over seeds."""
+    from bench.metrics.concordance import seed_summary
+
+    common = sorted(set.intersection(*[{f.fold for f in s.folds} for s in summaries]))
+    if not common:
+        return
+    rows = []
+    for name, attr in (("best-val", "best_cindex"), ("last", "last_cindex"), ("inner", "inner_cindex")):
+        per_seed = [[getattr(next(f for f in s.folds if f.fold == k), attr) for k in common] for s in summaries]
+        if any(v is None for vs in per_seed for v in vs):
+            continue
+        mean, std, spread = seed_summary(per_seed)
+        rows.append([name, f"{mean:.4f} ± {std:.4f}", f"{spread:.4f}" if spread is not None else "—"])
+    console.print(f"over seeds {', '.join(str(p.seed) for p in plans)} (folds {', '.join(map(str, common))}: each "
+                  "fold averaged over the seeds, then mean ± std over folds):")
+    console.print(tabulate(rows, headers=["protocol", "C-index", "spread over seeds"], tablefmt="simple"))
+
+
+def _run_plan(plan, force: bool, workers: int):
+    """Train one planned seed with progress bars; print its per-fold table. (summary, interrupted folds)."""
+    from bench.train.runner import execute, summarize
+
     info = plan.info
     console.print(f"[bold]{escape(info.title)}[/] on [bold]{plan.cohort.name}[/] · variant "
                   f"[cyan]{escape(plan.variant)}[/] (config {plan.chash}) · seed {plan.seed} · device {plan.device} · "
@@ -89,20 +135,23 @@ def run(
         outcomes = execute(plan, force=force, progress=progress_for, on_fold=on_fold, workers=workers)
 
     summary = summarize(plan)
-    rows = [[f.fold, f"{f.best_cindex:.4f}", f.best_epoch, f"{f.last_cindex:.4f}", f.last_epoch] for f in summary.folds]
+    inner = bool(summary.folds) and all(f.inner_cindex is not None for f in summary.folds)
+    rows = [[f.fold, f"{f.best_cindex:.4f}", f.best_epoch, f"{f.last_cindex:.4f}", f.last_epoch]
+            + ([f"{f.inner_cindex:.4f}", f.inner_epoch] if inner else []) for f in summary.folds]
     bm, bsd = summary.protocol("best-val")
     lm, lsd = summary.protocol("last")
-    rows.append(["mean ± std", f"{bm:.4f} ± {bsd:.4f}", "", f"{lm:.4f} ± {lsd:.4f}", ""])
-    console.print(tabulate(rows, headers=["fold", "C best-val", "epoch", "C last", "epoch"], tablefmt="simple"))
+    rows.append(["mean ± std", f"{bm:.4f} ± {bsd:.4f}", "", f"{lm:.4f} ± {lsd:.4f}", ""]
+                + (["{:.4f} ± {:.4f}".format(*summary.protocol("inner")), ""] if inner else []))
+    headers = ["fold", "C best-val", "epoch", "C last", "epoch"] + (["C inner", "epoch"] if inner else [])
+    console.print(f"seed {plan.seed}:")
+    console.print(tabulate(rows, headers=headers, tablefmt="simple"))
     kind = "synthetic" if plan.store is not None and plan.store.info.synthetic else (
         "real" if plan.store is not None else "none")
     console.print(f"protocols: best-val = max val C-index over epochs (official {info.title} rule: {info.selection}); "
-                  f"last = epoch {epochs_total}. Pathology: {kind}. Predictions: {plan.results}", markup=False)
-    lost = [o.fold for o in outcomes if o.status == "interrupted"]
-    if lost:
-        err_console.print(f"{len(lost)} fold(s) interrupted (fold {', '.join(map(str, lost))}): a worker process "
-                          f"died; rerun the same command to resume from the checkpoint", markup=False)
-        sys.exit(1)
+                  f"last = epoch {epochs_total}" + ("; inner = the epoch with the best inner-split C-index" if inner
+                                                     else "") + f". Pathology: {kind}. Predictions: {plan.results}",
+                  markup=False)
+    return summary, [o.fold for o in outcomes if o.status == "interrupted"]
 
 
 def register(app: typer.Typer) -> None:

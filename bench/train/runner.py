@@ -376,6 +376,8 @@ class FoldSummary:
     best_cindex: float
     last_epoch: int
     last_cindex: float
+    inner_epoch: int | None = None  # runs with selection=inner only
+    inner_cindex: float | None = None
 
 
 @dataclass
@@ -383,7 +385,8 @@ class RunSummary:
     folds: list[FoldSummary] = field(default_factory=list)
 
     def protocol(self, name: str) -> tuple[float, float]:
-        vals = [f.best_cindex if name == "best-val" else f.last_cindex for f in self.folds]
+        attr = {"best-val": "best_cindex", "last": "last_cindex", "inner": "inner_cindex"}[name]
+        vals = [getattr(f, attr) for f in self.folds]
         return mean_std(vals)
 
     def frame(self) -> pd.DataFrame:
@@ -400,7 +403,8 @@ def summarize(plan: RunPlan) -> RunSummary:
         preds = read_predictions(d / "predictions.csv")
         be, bc = fold_score(preds, "best-val", plan.info.tie)
         le, lc = fold_score(preds, "last")
-        out.folds.append(FoldSummary(fold, be, bc, le, lc))
+        ie, ic = fold_score(preds, "inner", plan.info.tie) if (preds["split"] == "inner").any() else (None, None)
+        out.folds.append(FoldSummary(fold, be, bc, le, lc, ie, ic))
     return out
 
 
