@@ -336,11 +336,39 @@ def test_uno_and_ibs_tables_are_filled(tmp_path):
                        rng.normal(size=60), epoch=1, split="train")]
         add_run(r, "snn", BLCA, k, frames, edges=edges)
     ev = Evaluation(r)
-    for metric in ("uno", "ibs", "auc"):
+    for metric in ("uno", "ibs", "ibs_km", "ibs_skill", "auc"):
         s = ev.cell("snn", BLCA).summary(metric)
         assert not math.isnan(s.mean) and s.std is not None
     t = table1(ev, Options(metric="ibs"))
     assert t.title.startswith("Table I — integrated Brier score")
+    # the wiring, recomputed independently for fold 2: tau from the training rows only, the cohort grid from all
+    # folds, Uno's C by scikit-survival at that tau, IBS of the model and of the training Kaplan-Meier on the grid
+    from sksurv.nonparametric import kaplan_meier_estimator
+    from sksurv.util import Surv
+
+    seed = ev.cell("snn", BLCA).used[0]
+    f = seed.folds[2]
+    tt, tc = seed.training_labels(2)
+    val = f.val()
+    vt, vc = val["survival_months"].to_numpy(float), val["censorship"].to_numpy(float)
+    tau = float(np.quantile(tt, 0.8))
+    want_uno = concordance_index_ipcw(Surv.from_arrays(tc < 0.5, tt), Surv.from_arrays(vc < 0.5, vt),
+                                      val["risk"].to_numpy(float), tau=tau, tied_tol=1e-8)[0]
+    assert seed.fold_metric(2, "uno") == pytest.approx(want_uno, abs=1e-12)
+    grid = seed.grid()
+    assert grid[0] >= 10.0 and grid[-1] <= min(float(np.quantile(seed.training_labels(k)[0], 0.8)) for k in range(5))
+    surv = val[[f"surv_{j}" for j in range(4)]].to_numpy(float)
+    steps = np.searchsorted(edges[1:], grid, side="right")
+    curves = np.concatenate([np.ones((len(val), 1)), surv], axis=1)[:, steps]
+    cap = tt.max()
+    labels = Surv.from_arrays((vc < 0.5) & (vt < cap), np.minimum(vt, cap))
+    want_ibs = integrated_brier_score(Surv.from_arrays(tc < 0.5, tt), labels, curves, grid)
+    km_t, km_s = kaplan_meier_estimator(tc < 0.5, tt)
+    km = km_s[np.searchsorted(km_t, grid, side="right") - 1]
+    want_km = integrated_brier_score(Surv.from_arrays(tc < 0.5, tt), labels, np.tile(km, (len(val), 1)), grid)
+    assert seed.fold_metric(2, "ibs") == pytest.approx(want_ibs, abs=1e-12)
+    assert seed.fold_metric(2, "ibs_km") == pytest.approx(want_km, abs=1e-12)
+    assert seed.fold_metric(2, "ibs_skill") == pytest.approx(1 - want_ibs / want_km, abs=1e-12)
 
 
 # ----------------------------------------------------------------------------------------------

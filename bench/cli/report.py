@@ -88,7 +88,8 @@ def tables(
                                                 help="Paper value, difference and selection optimism.")] = False,
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
     metric: Annotated[list[str] | None, typer.Option(
-        "--metric", help="cindex (default), uno, ibs, auc or pooled; repeatable (Tables I, III, IV).")] = None,
+        "--metric", help="cindex (default), uno, ibs, ibs_km, ibs_skill, auc or pooled; repeatable (Tables I, III, "
+                         "IV).")] = None,
     variant: Annotated[str, typer.Option(help="Variant of Tables I-II, e.g. epochs=2 (default: default).")] = "default",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
 ) -> None:

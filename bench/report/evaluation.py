@@ -24,6 +24,7 @@ import pandas as pd
 
 from bench._core.config import Settings, parse_sets
 from bench._core.errors import BenchError
+from bench.metrics import horizon as mh
 from bench.metrics import survival as sm
 from bench.metrics.concordance import (
     PROTOCOLS,
@@ -39,6 +40,8 @@ from bench.store.predictions import StoredRun, store_layout
 Overrides = tuple[tuple[str, str], ...]
 DEFAULT: Overrides = ()
 DEFAULT_FOLDS = 5
+#: Uno's C is truncated at this quantile of the training fold's follow-up; the grid of AUC and IBS ends there too.
+UNO_QUANTILE = 0.8
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,11 @@ class MetricInfo:
 
 METRICS: dict[str, MetricInfo] = {
     "cindex": MetricInfo("cindex", "Harrell's C-index", True, False),
-    "uno": MetricInfo("uno", "Uno's C-index (IPCW)", True, False),
-    "ibs": MetricInfo("ibs", "integrated Brier score (lower is better)", False, False),
-    "auc": MetricInfo("auc", "mean time-dependent AUC", True, False),
+    "uno": MetricInfo("uno", "Uno's C-index (IPCW, truncated at the training fold's horizon)", True, False),
+    "ibs": MetricInfo("ibs", "integrated Brier score on the cohort's fixed grid (lower is better)", False, False),
+    "ibs_km": MetricInfo("ibs_km", "integrated Brier score of the training-fold Kaplan–Meier reference", False, False),
+    "ibs_skill": MetricInfo("ibs_skill", "IBS skill score 1 − IBS / IBS_KM (> 0 beats Kaplan–Meier)", True, False),
+    "auc": MetricInfo("auc", "mean time-dependent AUC of the risk on the cohort's fixed grid", True, False),
     "pooled": MetricInfo("pooled", "pooled out-of-fold Harrell's C with bootstrap 95% CI", True, True),
 }
 
@@ -192,6 +197,7 @@ class SeedRuns:
     seed: int
     folds: dict[int, FoldEval]
     expected: int
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def missing(self) -> list[int]:
@@ -229,13 +235,39 @@ class SeedRuns:
         if train is None:
             return float("nan")
         time, cens = _labels(val)
-        if metric == "uno":
-            return sm.uno_cindex(*train, time, cens, val["risk"].to_numpy(dtype=float))
-        surv, edges = f.surv(val), f.edges
-        if surv is None or edges is None or len(edges) != surv.shape[1] + 1:
+        risk = val["risk"].to_numpy(dtype=float)
+        try:
+            if metric == "uno":
+                return mh.uno_at(*train, time, cens, risk, mh.horizon(*train, quantile=UNO_QUANTILE))
+            grid = self.grid()
+            if grid is None:
+                return float("nan")
+            if metric == "auc":
+                return mh.time_auc(*train, time, cens, risk, grid)[1]
+            surv, edges = f.surv(val), f.edges
+            if surv is None or edges is None or len(edges) != surv.shape[1] + 1:
+                return float("nan")
+            model, ref, skill = mh.ibs_skill(*train, time, cens, mh.curve_at(surv, edges, grid), grid)
+        except (BenchError, ValueError):  # no comparable pair, no event inside the grid ...
             return float("nan")
-        fn = sm.integrated_brier if metric == "ibs" else sm.mean_auc
-        return fn(*train, time, cens, surv, edges)
+        return {"ibs": model, "ibs_km": ref, "ibs_skill": skill}[metric]
+
+    def grid(self) -> np.ndarray | None:
+        """The cohort's fixed evaluation grid (:func:`bench.metrics.horizon.evaluation_grid`) from this seed's
+        folds: their training labels, the validation range and the bin edges; None where it cannot be built."""
+        if "grid" not in self._cache:
+            folds = self.ordered()
+            train = [self.training_labels(f.fold) for f in folds]
+            edges = [f.edges for f in folds]
+            grid = None
+            if all(t is not None for t in train) and all(e is not None for e in edges):
+                try:
+                    grid = mh.evaluation_grid(train, [_labels(f.val()) for f in folds], edges,
+                                              quantile=UNO_QUANTILE)
+                except (BenchError, ValueError):
+                    grid = None
+            self._cache["grid"] = grid
+        return self._cache["grid"]
 
     def logrank_paper(self) -> tuple[float, int, int]:
         """Published convention: pooled out-of-fold risks, high = risk >= their median; (p, n_high, n_low)."""

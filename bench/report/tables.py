@@ -419,12 +419,17 @@ def _missing_notes(rows: list[GridRow], cohorts: list[str], ours: list[dict[str,
 _METRIC_NOTES = {
     "cindex": "scikit-survival concordance_index_censored (tied_tol=1e-8) on each fold's validation patients.",
     "uno": "scikit-survival concordance_index_ipcw, censoring distribution fitted on the fold's training patients, "
-           "truncated at the largest training time.",
+           "truncated at tau = the 80th percentile of the training fold's follow-up (pre-specified, training only).",
     "ibs": "scikit-survival integrated_brier_score of the stored 4-bin survival curves (step function dropping to "
-           "S_k at the upper edge of bin k), at the 10th-90th percentiles of the fold's validation event times; "
+           "S_k at the upper edge of bin k) on one fixed grid per cohort (20 times from the latest first inner bin "
+           "edge to the smallest fold tau, inside every fold's follow-up; bench.metrics.horizon.evaluation_grid); "
            "censoring fitted on the training patients.",
-    "auc": "scikit-survival cumulative_dynamic_auc mean_auc of 1 - S(t) from the stored survival curves, at the "
-           "10th-90th percentiles of the fold's validation event times; censoring fitted on the training patients.",
+    "ibs_km": "the integrated Brier score of the training fold's Kaplan–Meier curve (the same curve for every "
+              "validation patient), on the same grid as the models' IBS: the reference a model must beat.",
+    "ibs_skill": "1 − IBS / IBS_KM per fold on the fixed grid: above 0 the model's curves beat the training-fold "
+                 "Kaplan–Meier reference, below 0 they are worse than predicting the average.",
+    "auc": "scikit-survival cumulative_dynamic_auc of the model's risk score (no constant-0.5 stretch) on the "
+           "cohort's fixed grid, its Kaplan–Meier-weighted mean; censoring fitted on the training patients.",
     "pooled": "Harrell's C of the five folds' validation predictions pooled (each fold at its selected epoch), "
               "with a percentile bootstrap 95% interval over patients (scipy.stats.bootstrap).",
 }
