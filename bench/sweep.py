@@ -2,4 +2,4 @@
 
 from bench._core.deprecation import alias
 
-alias(__name__, "bench.train.sweep", "bench.train.workers")
+alias(__name__, "bench.train.sweep", "bench.train.workers", renamed={"run_spec": "run_sweep"})

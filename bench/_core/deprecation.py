@@ -14,16 +14,18 @@ from collections.abc import Callable
 from typing import Any
 
 
-def alias(name: str, *targets: str, use: str | None = None) -> None:
+def alias(name: str, *targets: str, use: str | None = None, renamed: dict[str, str] | None = None) -> None:
     """Make module ``name`` (being imported) forward every attribute to ``targets``, in order.
 
-    ``use`` is the import path the warning recommends (default: the first target).
+    ``use`` is the import path the warning recommends (default: the first target); ``renamed`` maps old
+    attribute names to their new ones.
     """
     module = sys.modules[name]
     warnings.warn(f"{name} is deprecated and will be removed in the next release; import from {use or targets[0]}",
                   DeprecationWarning, stacklevel=3)
 
     def __getattr__(attr: str) -> Any:
+        attr = (renamed or {}).get(attr, attr)
         for target in targets:
             mod = importlib.import_module(target)
             if hasattr(mod, attr):

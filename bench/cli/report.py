@@ -243,7 +243,7 @@ def reproduce(
     """The main job: the README's runs (stored ones are skipped), then Tables I-IV and Figs. 6-7 from the store."""
     from bench.report.evaluation import DEFAULT
     from bench.report.figures import FIGURES, choose_method, complete_methods
-    from bench.train.sweep import load_grid, run_spec, write_failures
+    from bench.train.sweep import load_grid, run_sweep, write_failures
 
     settings = load_settings()
     grids = grid or sorted((settings.root / "grids").glob("*.toml"))
@@ -252,7 +252,7 @@ def reproduce(
             console.print(f"[bold]grid {escape(g.name)}[/]")
             spec = load_grid(g)
             spec.workers = workers
-            tally = run_spec(settings, spec, lambda line: console.print(line, markup=False))
+            tally = run_sweep(settings, spec, lambda line: console.print(line, markup=False))
             failures = write_failures(settings, tally.failures)
             if failures:
                 raise BenchError(f"grid {g.name}: {tally.summary()}; see {failures}")

@@ -38,7 +38,7 @@ def sweep(
     """Run a grid of (method, variant, cohort, fold, seed) keys, skipping those already complete."""
     from bench._core.config import load_settings, parse_sets
     from bench.cli.common import console, err_console
-    from bench.train.sweep import SweepSpec, load_grid, parse_ints, parse_list, run_spec, write_failures
+    from bench.train.sweep import SweepSpec, load_grid, parse_ints, parse_list, run_sweep, write_failures
 
     settings = load_settings()
     if grid is not None:
@@ -56,7 +56,7 @@ def sweep(
         if v is not None:
             spec.slurm[k] = v
     spec.slurm.setdefault("cluster", submitit_cluster)
-    tally = run_spec(settings, spec, lambda line: console.print(line, markup=False), wait=wait, dry_run=dry_run)
+    tally = run_sweep(settings, spec, lambda line: console.print(line, markup=False), wait=wait, dry_run=dry_run)
     failed = write_failures(settings, tally.failures)
     if failed:
         err_console.print(f"{tally.summary()}; errors in {failed}", markup=False)

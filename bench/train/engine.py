@@ -1,10 +1,12 @@
 """The method-agnostic training engine: one fold of one method, epoch by epoch.
 
-Every method trains the same way: seed, build the model, then for each epoch a pass over the
-training fold (optimiser, learning rate, weight decay, gradient accumulation and sampler from the
-resolved config; NLL plus the method's auxiliary losses) and an evaluation of the validation fold
-(and, under ``selection=inner``, of the inner split held out of the training fold).
-After the last epoch the training fold is evaluated too. The result is a predictions table in the
+Every method trains the same way: seed and build the model (:func:`restore`, which resumes from a
+checkpoint when there is one), then for each epoch a pass over the training fold
+(:func:`train_one_epoch`: optimiser, learning rate, weight decay, gradient accumulation and sampler
+from the resolved config; NLL plus the method's auxiliary losses) and an evaluation of the
+validation fold (:func:`evaluate`; under ``selection=inner`` also the inner split held out of the
+training fold); after the last epoch the training fold is evaluated too.
+:func:`train_fold` runs them in that order. The result is a predictions table in the
 prediction-store format. An optional checkpoint after every epoch makes a killed run resumable with
 the same final predictions.
 """
@@ -15,7 +17,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +144,108 @@ def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
     return sum(p.abs().sum() for p in model.parameters())  # type: ignore[return-value]
 
 
+@dataclass
+class TrainingState:
+    """What changes while a fold trains: the model, its optimiser and schedule, the generator of the
+    epochs' patient order, and the prediction rows and epoch logs recorded so far."""
+
+    model: SurvivalModel
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    order_gen: torch.Generator
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    logs: list[EpochLog] = field(default_factory=list)
+    resumed_from: int = 0  # epochs restored from a checkpoint (0: a fresh start)
+
+
+def restore(info: MethodInfo, config: Mapping[str, Any], dims: InputDims, batches: Batches, seed: int,
+            checkpoint: Path | None = None) -> TrainingState:
+    """The state a fold starts from: seeded and freshly built, then resumed from ``checkpoint`` if it exists.
+
+    The generator of ``batches`` (patch sampling) is seeded with ``seed + 1`` if it has none. A checkpoint
+    that cannot be loaded safely, is past the run's last epoch or does not fit this model and optimiser is
+    reported on stderr and deleted; the fold then starts from epoch 1 with every generator as if it had
+    not been there.
+    """
+    train_cfg = config["train"]
+    if batches.generator is None:
+        batches.generator = torch.Generator().manual_seed(seed + 1)
+    bs, accum = train_cfg["batch_size"], train_cfg["grad_accum"]
+    check_accumulation(train_cfg, len(batches.t.train))
+    steps_per_epoch = max(1, -(-len(batches.t.train) // bs) // accum)
+    saved = (_usable_checkpoint(checkpoint, train_cfg["epochs"])
+             if checkpoint is not None and checkpoint.is_file() else None)
+    cap_state = batches.generator.get_state()
+
+    def fresh() -> TrainingState:
+        seed_everything(seed)
+        order_gen = torch.Generator().manual_seed(seed)
+        model = info.build(dims, config["model"]).to(batches.device)
+        opt = make_optimizer([p for p in model.parameters() if p.requires_grad], train_cfg)
+        return TrainingState(model, opt, make_scheduler(opt, train_cfg, steps_per_epoch), order_gen)
+
+    state = fresh()
+    if saved is not None:
+        try:
+            state.frames, state.logs = _restore(saved, state.model, state.optimizer, state.scheduler, state.order_gen,
+                                                batches.generator)
+            state.resumed_from = saved["epoch"]
+        except (CheckpointError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            # a state that does not fit this model or optimiser: discard it and train from the start
+            assert checkpoint is not None
+            _discard_checkpoint(checkpoint, f"it does not fit this run: {exc}")
+            batches.generator.set_state(cap_state)
+            state = fresh()
+    return state
+
+
+def train_one_epoch(state: TrainingState, info: MethodInfo, train_cfg: Mapping[str, Any], batches: Batches,
+                    epoch: int, progress: Progress | None = None) -> tuple[float, dict[str, float]]:
+    """One pass over the training fold in the epoch's order: NLL (times the method's ``nll_weight``) plus its
+    auxiliary losses, gradient accumulation, L1, the scheduler's steps. Returns the patient-weighted mean
+    loss and mean auxiliary losses."""
+    model, opt, sched = state.model, state.optimizer, state.scheduler
+    t = batches.t
+    bs, accum = train_cfg["batch_size"], train_cfg["grad_accum"]
+    model.train()
+    order = epoch_order(t.train, t.bins.cpu().numpy(), t.censorship.cpu().numpy(), train_cfg["sampler"],
+                        state.order_gen)
+    n_steps = -(-len(order) // bs)
+    total, aux_tot, seen = 0.0, {}, 0
+    for i, batch in enumerate(batches.iterate(order, bs, train=True)):
+        out = model(batch)
+        hazards = torch.sigmoid(out.logits)
+        loss = out.nll_weight * nll_loss(hazards, batch.bins, batch.censorship, alpha=train_cfg["alpha"])
+        for name, value in out.aux.items():
+            loss = loss + value
+            aux_tot[name] = aux_tot.get(name, 0.0) + float(value.detach())
+        if not torch.isfinite(loss):
+            raise BenchError(f"{info.name}: training loss became {float(loss)} at patient {batch.case_ids[0]} "
+                             f"(epoch {epoch}); lower the learning rate (--set lr=...) or check the inputs")
+        scaled = loss / accum
+        if train_cfg["l1"] > 0:
+            scaled = scaled + train_cfg["l1"] * l1_penalty(model)
+        scaled.backward()
+        if (i + 1) % accum == 0:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if sched is not None:
+                sched.step()
+        total += float(loss.detach()) * batch.size
+        seen += batch.size
+        if progress is not None and progress.on_step is not None:
+            progress.on_step(i + 1, n_steps, float(loss.detach()))
+    return total / max(1, seen), {k: v / max(1, seen) for k, v in aux_tot.items()}
+
+
+def evaluate(model: SurvivalModel, batches: Batches, indices: np.ndarray, batch_size: int, epoch: int,
+             split: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Predict ``indices`` in eval mode: their rows of the prediction store (``epoch``, ``split``) and their
+    risk scores as computed (float32, what the epoch's C-index is computed from)."""
+    out = predict(model, batches, indices, batch_size)
+    return prediction_frame(batches, indices, out, epoch, split), out["risk"]
+
+
 def train_fold(
     info: MethodInfo,
     config: Mapping[str, Any],
@@ -155,102 +259,41 @@ def train_fold(
 ) -> FoldResult:
     """Train ``info``'s model on the fold held by ``batches`` and evaluate it after every epoch.
 
-    ``checkpoint``: where to save the full training state after each epoch; if it exists when the
-    fold starts, training resumes from it (a checkpoint that cannot be loaded safely or does not fit
-    is reported on stderr, deleted, and the fold trains from the start). ``stop_after_epoch`` ends
-    early (used by fault tests).
+    :func:`restore` (a fresh start or the checkpoint's state), then per epoch :func:`train_one_epoch`,
+    :func:`evaluate` on the validation fold (and on the training fold after the last epoch) and a
+    checkpoint. ``checkpoint``: where to save the full training state after each epoch; if it exists when
+    the fold starts, training resumes from it (a checkpoint that cannot be loaded safely or does not fit
+    is reported on stderr, deleted, and the fold trains from the start). ``stop_after_epoch`` ends early
+    (used by fault tests).
     """
     train_cfg = config["train"]
     progress = progress or Progress()
     t0 = time.perf_counter()
-    if batches.generator is None:
-        batches.generator = torch.Generator().manual_seed(seed + 1)
-    t = batches.t
-    bs, accum = train_cfg["batch_size"], train_cfg["grad_accum"]
-    check_accumulation(train_cfg, len(t.train))
-    steps_per_epoch = max(1, -(-len(t.train) // bs) // accum)
-    epochs = train_cfg["epochs"]
-    state = _usable_checkpoint(checkpoint, epochs) if checkpoint is not None and checkpoint.is_file() else None
-    cap_state = batches.generator.get_state()
-
-    def fresh() -> tuple[SurvivalModel, torch.optim.Optimizer, Any, torch.Generator]:
-        seed_everything(seed)
-        order_gen = torch.Generator().manual_seed(seed)
-        model = info.build(dims, config["model"]).to(batches.device)
-        opt = make_optimizer([p for p in model.parameters() if p.requires_grad], train_cfg)
-        return model, opt, make_scheduler(opt, train_cfg, steps_per_epoch), order_gen
-
-    model, opt, sched, order_gen = fresh()
-    bins_np, cens_np = t.bins.cpu().numpy(), t.censorship.cpu().numpy()
-
-    frames: list[pd.DataFrame] = []
-    logs: list[EpochLog] = []
-    start_epoch = 1
-    if state is not None:
-        try:
-            frames, logs = _restore(state, model, opt, sched, order_gen, batches.generator)
-            start_epoch = state["epoch"] + 1
-        except (CheckpointError, RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
-            # a state that does not fit this model or optimiser: discard it and train from the start
-            assert checkpoint is not None
-            _discard_checkpoint(checkpoint, f"it does not fit this run: {exc}")
-            batches.generator.set_state(cap_state)
-            model, opt, sched, order_gen = fresh()
-    resumed_from = start_epoch - 1
-
-    step = 0
-    for epoch in range(start_epoch, epochs + 1):
+    state = restore(info, config, dims, batches, seed, checkpoint)
+    t, bs, epochs = batches.t, train_cfg["batch_size"], train_cfg["epochs"]
+    for epoch in range(state.resumed_from + 1, epochs + 1):
         e0 = time.perf_counter()
-        model.train()
-        order = epoch_order(t.train, bins_np, cens_np, train_cfg["sampler"], order_gen)
-        n_steps = -(-len(order) // bs)
-        total, aux_tot, seen = 0.0, {}, 0
-        for i, batch in enumerate(batches.iterate(order, bs, train=True)):
-            out = model(batch)
-            hazards = torch.sigmoid(out.logits)
-            loss = out.nll_weight * nll_loss(hazards, batch.bins, batch.censorship, alpha=train_cfg["alpha"])
-            for name, value in out.aux.items():
-                loss = loss + value
-                aux_tot[name] = aux_tot.get(name, 0.0) + float(value.detach())
-            if not torch.isfinite(loss):
-                raise BenchError(f"{info.name}: training loss became {float(loss)} at patient {batch.case_ids[0]} "
-                                 f"(epoch {epoch}); lower the learning rate (--set lr=...) or check the inputs")
-            scaled = loss / accum
-            if train_cfg["l1"] > 0:
-                scaled = scaled + train_cfg["l1"] * l1_penalty(model)
-            scaled.backward()
-            if (i + 1) % accum == 0:
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                if sched is not None:
-                    sched.step()
-            total += float(loss.detach()) * batch.size
-            seen += batch.size
-            step += 1
-            if progress.on_step is not None:
-                progress.on_step(i + 1, n_steps, float(loss.detach()))
-        val = predict(model, batches, t.val, bs)
-        frames.append(prediction_frame(batches, t.val, val, epoch, "val"))
+        loss, aux = train_one_epoch(state, info, train_cfg, batches, epoch, progress)
+        frame, risk = evaluate(state.model, batches, t.val, bs, epoch, "val")
+        state.frames.append(frame)
         if len(t.inner):  # selection=inner: the epoch is chosen on these held-out training patients
-            frames.append(prediction_frame(batches, t.inner, predict(model, batches, t.inner, bs), epoch, "inner"))
-        c = cindex(t.time[t.val].cpu().numpy(), t.censorship[t.val].cpu().numpy(), val["risk"])
-        log = EpochLog(epoch=epoch, train_loss=total / max(1, seen),
-                       aux={k: v / max(1, seen) for k, v in aux_tot.items()},
-                       val_cindex=c, seconds=time.perf_counter() - e0)
-        logs.append(log)
+            state.frames.append(evaluate(state.model, batches, t.inner, bs, epoch, "inner")[0])
+        c = cindex(t.time[t.val].cpu().numpy(), t.censorship[t.val].cpu().numpy(), risk)
+        log = EpochLog(epoch=epoch, train_loss=loss, aux=aux, val_cindex=c, seconds=time.perf_counter() - e0)
+        state.logs.append(log)
         if epoch == epochs:
-            tr = predict(model, batches, t.train, bs)
-            frames.append(prediction_frame(batches, t.train, tr, epoch, "train"))
+            state.frames.append(evaluate(state.model, batches, t.train, bs, epoch, "train")[0])
         if progress.on_epoch is not None:
             progress.on_epoch(log)
         if checkpoint is not None and epoch < epochs:
-            _save_checkpoint(checkpoint, model, opt, sched, order_gen, batches.generator, frames, logs, epoch)
+            _save_checkpoint(checkpoint, state.model, state.optimizer, state.scheduler, state.order_gen,
+                             batches.generator, state.frames, state.logs, epoch)
         if stop_after_epoch is not None and epoch >= stop_after_epoch and epoch < epochs:
             raise KeyboardInterrupt(f"stopped after epoch {epoch} on request")
 
-    predictions = pd.concat(frames, ignore_index=True)
-    return FoldResult(predictions=predictions, epochs=logs, seconds=time.perf_counter() - t0, model=model,
-                      resumed_from=resumed_from)
+    predictions = pd.concat(state.frames, ignore_index=True)
+    return FoldResult(predictions=predictions, epochs=state.logs, seconds=time.perf_counter() - t0, model=state.model,
+                      resumed_from=state.resumed_from)
 
 
 def check_accumulation(train: Mapping[str, Any], n_train: int) -> None:
@@ -314,4 +357,5 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimi
     write_checkpoint(path, state)
 
 
-__all__ = ["EpochLog", "FoldResult", "Progress", "predict", "train_fold"]
+__all__ = ["EpochLog", "FoldResult", "Progress", "TrainingState", "evaluate", "predict", "restore", "train_fold",
+           "train_one_epoch"]

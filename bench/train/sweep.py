@@ -500,7 +500,7 @@ class Tally:
                 f"{lost} · remaining {self.remaining} (of {self.total})")
 
 
-def run_spec(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *, wait: bool = True,
+def run_sweep(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *, wait: bool = True,
              dry_run: bool = False) -> Tally:
     """Expand, check and run a grid (the body of ``bench sweep``); returns the final tally."""
     keys = expand(settings, spec)
