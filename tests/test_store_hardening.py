@@ -204,14 +204,14 @@ def test_redo_commands_name_the_variant_and_the_import(toy, tmp_path):
 def test_each_predictions_file_is_read_once(toy, monkeypatch):
     """The verification's read (and hash) of predictions.csv is the one the tables use: cheap on a big store."""
     import bench.store.predictions
-    from bench.cli.report import load_evaluation
+    from bench.report.evaluation import open_store
 
     _cell(toy)
     reads = []
     real = pathlib.Path.read_bytes
     monkeypatch.setattr(pathlib.Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
     monkeypatch.setattr(bench.store.predictions, "read_predictions", lambda path: pytest.fail(f"{path} read again"))
-    _, ev = load_evaluation(None)
+    ev = open_store()
     assert ev.cell("snn", "tcga_toy").summary().n_folds == 5
     assert reads == ["predictions.csv"] * 5 and not ev.excluded
 

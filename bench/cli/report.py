@@ -1,4 +1,5 @@
-"""CLI commands that read the prediction store: ``bench tables``, ``bench figures``, ``bench results import``.
+"""CLI commands that read the prediction store: ``bench reproduce``, ``bench tables``, ``bench figures``,
+``bench results import``; each a thin layer over :mod:`bench.report` and :mod:`bench.store`.
 
 Registered on the main app by :func:`register`.
 """
@@ -11,60 +12,28 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
-from tabulate import tabulate
 
 from bench._core.errors import BenchError
 from bench.cli.common import console, load_settings
 
 if TYPE_CHECKING:
     from bench._core.config import Settings
-    from bench.report.evaluation import Evaluation, Overrides
+    from bench.report.evaluation import Evaluation
 
 
 def load_evaluation(results: Path | None) -> tuple[Settings, Evaluation]:
-    """The runs that verify in the store under ``results`` (default: bench.toml's), expecting each cohort's
-    number of split files; see :func:`left_out` for the rest."""
-    from bench.report.evaluation import DEFAULT_FOLDS, Evaluation
-    from bench.store.verify import store_root
+    """The project's settings and its store as every report reads it (:func:`bench.report.evaluation.open_store`)."""
+    from bench.report.evaluation import open_store
 
     settings = load_settings()
-    folder = store_root(settings, results)
-
-    def expected(cohort: str) -> int:
-        n = len(list((settings.splits_dir / cohort).glob("splits_*.csv")))
-        return n or DEFAULT_FOLDS
-
-    return settings, Evaluation(folder, expected, settings)
-
-
-def left_out(settings: Settings, ev: Evaluation) -> list[str]:
-    """One line per stored run that does not verify (and the command that redoes it), and per folder ignored."""
-    from bench.store.verify import ignored_note
-
-    def shown(p: Path) -> str:
-        return str(p.relative_to(settings.root) if p.is_relative_to(settings.root) else p)
-
-    lines = [f"warning: left out {shown(p.path)} ({p.kind}: {p.detail})" + (f"; redo with: {p.command}"
-                                                                           if p.command else "")
-             for p in ev.excluded]
-    return lines + [ignored_note(p, shown(p)) for p in ev.ignored]
+    return settings, open_store(results, settings)
 
 
 def _warn_left_out(settings: Settings, ev: Evaluation) -> None:
+    from bench.report.evaluation import left_out
+
     for line in left_out(settings, ev):
         sys.stderr.write(line + "\n")
-
-
-def check_out_folder(out: Path) -> Path:
-    """``--out`` as a folder to write into, or an error if it (or a folder above it) is a file."""
-    for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "is a file" if p == out else f"is inside {p}, which is a file"
-                raise BenchError(f"--out {out} {what}, not a folder; give a folder to write into (it is created if "
-                                 "missing)")
-            break
-    return out
 
 
 def _echo(text: str) -> None:
@@ -94,10 +63,9 @@ def tables(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
 ) -> None:
     """Tables I-IV of the CCL paper, computed from the prediction store only."""
-    from bench._core.files import write_text
     from bench.report.evaluation import check_metric, parse_variant
-    from bench.report.render import EXTENSIONS, check_format, render
-    from bench.report.tables import TABLES, Options, build_tables, empty_store_message
+    from bench.report.render import check_format, check_out_folder, render, write_tables
+    from bench.report.tables import TABLES, build_tables, empty_store_message, project_options
 
     if table not in (*TABLES, "all"):
         raise BenchError(f"bad --table '{table}': choose 1, 2, 3, 4 or all")
@@ -113,20 +81,14 @@ def tables(
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
-    from bench.data.cohort import available_cohorts
-
-    opts = Options(compare_paper=compare_paper, default_seed=settings["run"]["seed"], n_resamples=bootstrap,
-                   runnable=tuple(available_cohorts(settings)))
+    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap)
     built = build_tables(ev, table, protocols, metrics, opts, parse_variant(variant))
-    color = fmt == "terminal" and out is None and sys.stdout.isatty()
+    if out is not None:
+        write_tables(built, Path(out), fmt, _echo)
+        return
+    color = fmt == "terminal" and sys.stdout.isatty()
     for i, t in enumerate(built):
-        text = render(t, fmt, color=color)
-        if out is not None:
-            dest = Path(out) / f"{t.name}.{EXTENSIONS[fmt]}"
-            write_text(dest, text)
-            _echo(f"wrote {dest}")
-        else:
-            _echo(("\n" if i else "") + text)
+        _echo(("\n" if i else "") + render(t, fmt, color=color))
 
 
 def figures(
@@ -144,7 +106,8 @@ def figures(
 ) -> None:
     """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups) and per-epoch val C-index plots."""
     from bench.report.evaluation import check_protocol, parse_variant
-    from bench.report.figures import FIGURES, FORMATS, choose_method
+    from bench.report.figures import FIGURES, FORMATS, choose_method, draw_figures
+    from bench.report.render import check_out_folder
     from bench.report.tables import empty_store_message
 
     if fig not in (*FIGURES, "all"):
@@ -164,34 +127,7 @@ def figures(
         raise BenchError(f"no stored runs of method '{name}' in {ev.results}; stored: {', '.join(ev.methods())}")
     wanted = FIGURES if fig == "all" else (fig,)
     draw_figures(ev, [name], wanted, Path(out), fmt=format_, protocol=protocol, ttest=ttest, variant=ov,
-                 epoch_methods=[name] if method else None)
-
-
-def draw_figures(ev: Evaluation, names: list[str], wanted: tuple[str, ...], out: Path, *, fmt: str, protocol: str,
-                 ttest: str, variant: Overrides, epoch_methods: list[str] | None) -> None:
-    """Figs. 6 and 7 for each of ``names`` and the per-epoch plots (of ``epoch_methods``, default all), from ``ev``."""
-    from bench.report.figures import epoch_figures, km_figure, ttest_figure
-    from bench.report.tables import format_p
-
-    for name in names:
-        if "6" in wanted:
-            path, stats = km_figure(ev, name, out / f"fig6_km_{name}.{fmt}", protocol=protocol, variant=variant,
-                                    fmt=fmt)
-            _echo(f"wrote {path}")
-            _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], format_p(s["p"])] for s in stats],
-                           headers=["cohort", "high risk", "low risk", "log-rank p"], disable_numparse=True))
-        if "7" in wanted:
-            path, stats = ttest_figure(ev, name, out / f"fig7_ttest_{name}.{fmt}", protocol=protocol,
-                                       variant=variant, fmt=fmt, on=ttest)
-            _echo(f"wrote {path} (Welch's t-test of survival months, {ttest} patients, high vs low risk)")
-            _echo(tabulate([[s["cohort"], s["n_high"], s["n_low"], f"{s['t']:.3f}", format_p(s["p"])]
-                            for s in stats], headers=["cohort", "high", "low", "t", "p"], disable_numparse=True))
-    if "epochs" in wanted:
-        paths = epoch_figures(ev, out, methods=epoch_methods, variant=variant, fmt=fmt)
-        for p in paths:
-            _echo(f"wrote {p}")
-        if not paths:
-            _echo("no per-epoch plots: every stored run has a single epoch")
+                 epoch_methods=[name] if method else None, log=_echo)
 
 
 def results_import(
@@ -241,31 +177,11 @@ def reproduce(
     runs: Annotated[bool, typer.Option(help="Run the grids (--no-runs: only regenerate from the store).")] = True,
 ) -> None:
     """The main job: the README's runs (stored ones are skipped), then Tables I-IV and Figs. 6-7 from the store."""
-    from bench.report.evaluation import DEFAULT
-    from bench.report.figures import FIGURES, choose_method, complete_methods
-    from bench.train.sweep import load_grid, run_sweep, write_failures
+    from bench.report.reproduce import reproduce as run_reproduce
 
-    settings = load_settings()
-    grids = grid or sorted((settings.root / "grids").glob("*.toml"))
-    if runs:
-        for g in grids:
-            console.print(f"[bold]grid {escape(g.name)}[/]")
-            spec = load_grid(g)
-            spec.workers = workers
-            tally = run_sweep(settings, spec, lambda line: console.print(line, markup=False))
-            failures = write_failures(settings, tally.failures)
-            if failures:
-                raise BenchError(f"grid {g.name}: {tally.summary()}; see {failures}")
-    out = out if out.is_absolute() else settings.root / out
-    tables(table="all", protocol="both", format_="markdown", out=out / "tables", compare_paper=True, results=None,
-           metric=None, variant="default", bootstrap=1000)
-    _, ev = load_evaluation(None)
-    if ev.empty:
-        return
-    # Figs. 6-7 for the default method (CCL) and for every method stored on all five cohorts
-    names = list(dict.fromkeys([choose_method(ev, "best-val"), *complete_methods(ev, "best-val")]))
-    draw_figures(ev, names, FIGURES, out / "figures", fmt="png", protocol="best-val", ttest="uncensored",
-                 variant=DEFAULT, epoch_methods=None)
+    run_reproduce(load_settings(), grids=grid, workers=workers, out=out, runs=runs, log=_echo,
+                  progress=lambda line: console.print(line, markup=False),
+                  heading=lambda text: console.print(f"[bold]{escape(text)}[/]"))
 
 
 def register(app: typer.Typer, results_app: typer.Typer) -> None:

@@ -497,3 +497,34 @@ class Evaluation:
     def cells(self, method: str | None = None) -> Iterable[tuple[str, Overrides, str]]:
         """Every stored (method, variant, cohort)."""
         return sorted(k for k in self._index if method is None or k[0] == method)
+
+
+def open_store(results: Path | str | None = None, settings: Settings | None = None) -> Evaluation:
+    """The prediction store as every table and figure reads it: the runs under ``results`` (default:
+    bench.toml's ``[paths] results``) that verify, each cohort expected to have as many folds as it has
+    split files. ``settings``: the project's (default: :func:`bench.load_settings`). The runs left out
+    are in ``excluded`` and ``ignored`` (see :func:`left_out`)."""
+    from bench._core.config import load_settings
+    from bench.store.verify import store_root
+
+    settings = settings or load_settings()
+    folder = store_root(settings, None if results is None else Path(results))
+
+    def expected(cohort: str) -> int:
+        n = len(list((settings.splits_dir / cohort).glob("splits_*.csv")))
+        return n or DEFAULT_FOLDS
+
+    return Evaluation(folder, expected, settings)
+
+
+def left_out(settings: Settings, ev: Evaluation) -> list[str]:
+    """One line per stored run that does not verify (and the command that redoes it), and per folder ignored."""
+    from bench.store.verify import ignored_note
+
+    def shown(p: Path) -> str:
+        return str(p.relative_to(settings.root) if p.is_relative_to(settings.root) else p)
+
+    lines = [f"warning: left out {shown(p.path)} ({p.kind}: {p.detail})" + (f"; redo with: {p.command}"
+                                                                           if p.command else "")
+             for p in ev.excluded]
+    return lines + [ignored_note(p, shown(p)) for p in ev.ignored]

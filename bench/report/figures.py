@@ -19,6 +19,7 @@ With several seeds, Fig. 6 and 7 use the lowest seed that has every fold (stated
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from lifelines import KaplanMeierFitter
 from lifelines.plotting import add_at_risk_counts
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from tabulate import tabulate
 
 from bench._core.errors import BenchError
 from bench._core.files import atomic_path
@@ -226,3 +228,29 @@ def epoch_figures(ev: Evaluation, out: Path, *, methods: list[str] | None = None
             if p is not None:
                 paths.append(p)
     return paths
+
+
+def draw_figures(ev: Evaluation, names: list[str], wanted: Sequence[str], out: Path, *, fmt: str = "png",
+                 protocol: str = "best-val", ttest: str = "uncensored", variant: Overrides = DEFAULT,
+                 epoch_methods: list[str] | None = None, log: Callable[[str], None] = print) -> None:
+    """Figs. 6 and 7 for each of ``names`` and the per-epoch plots (of ``epoch_methods``, default all), from ``ev``,
+    into ``out``; ``log`` hears each file written and the statistics behind it."""
+    for name in names:
+        if "6" in wanted:
+            path, stats = km_figure(ev, name, out / f"fig6_km_{name}.{fmt}", protocol=protocol, variant=variant,
+                                    fmt=fmt)
+            log(f"wrote {path}")
+            log(tabulate([[s["cohort"], s["n_high"], s["n_low"], format_p(s["p"])] for s in stats],
+                         headers=["cohort", "high risk", "low risk", "log-rank p"], disable_numparse=True))
+        if "7" in wanted:
+            path, stats = ttest_figure(ev, name, out / f"fig7_ttest_{name}.{fmt}", protocol=protocol,
+                                       variant=variant, fmt=fmt, on=ttest)
+            log(f"wrote {path} (Welch's t-test of survival months, {ttest} patients, high vs low risk)")
+            log(tabulate([[s["cohort"], s["n_high"], s["n_low"], f"{s['t']:.3f}", format_p(s["p"])]
+                          for s in stats], headers=["cohort", "high", "low", "t", "p"], disable_numparse=True))
+    if "epochs" in wanted:
+        paths = epoch_figures(ev, out, methods=epoch_methods, variant=variant, fmt=fmt)
+        for p in paths:
+            log(f"wrote {p}")
+        if not paths:
+            log("no per-epoch plots: every stored run has a single epoch")

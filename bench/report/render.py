@@ -9,12 +9,15 @@ underline on a colour terminal, plain otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 from tabulate import tabulate
 
 from bench._core.errors import BenchError
+from bench._core.files import write_text
 
 FORMATS = ("terminal", "markdown", "latex", "csv")
 EXTENSIONS = {"terminal": "txt", "markdown": "md", "latex": "tex", "csv": "csv"}
@@ -135,3 +138,29 @@ _LATEX_UNICODE = {"±": r"$\pm$", "—": "--", "–": "--", "Δ": r"$\Delta$", "
 def latex_escape(text: str) -> str:
     """Escape LaTeX specials and map the few non-ASCII symbols the tables use to LaTeX."""
     return "".join(_LATEX_UNICODE.get(ch, _LATEX_SPECIAL.get(ch, ch)) for ch in text)
+
+
+def check_out_folder(out: Path) -> Path:
+    """``out`` as a folder to write into, or an error if it (or a folder above it) is a file."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == out else f"is inside {p}, which is a file"
+                raise BenchError(f"--out {out} {what}, not a folder; give a folder to write into (it is created if "
+                                 "missing)")
+            break
+    return out
+
+
+def write_tables(tables: list[Table], folder: Path, fmt: str, log: Callable[[str], None] | None = None) -> list[Path]:
+    """One file per table in ``folder`` (``<table name>.<ext>`` of ``fmt``), written atomically; ``log`` hears
+    ``wrote <path>`` for each."""
+    fmt = check_format(fmt)
+    paths = []
+    for t in tables:
+        dest = Path(folder) / f"{t.name}.{EXTENSIONS[fmt]}"
+        write_text(dest, render(t, fmt))
+        paths.append(dest)
+        if log is not None:
+            log(f"wrote {dest}")
+    return paths

@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench._core.config import Settings
 from bench.api.paper import PAPER_COHORTS, paper_table
 from bench.api.registry import all_methods
-from bench.data.cohort import canonical_name, short_name
+from bench.data.cohort import available_cohorts, canonical_name, short_name
 from bench.report.evaluation import (
     DEFAULT,
     Cell,
@@ -37,6 +38,7 @@ from bench.report.evaluation import (
     check_protocol,
     norm_value,
     normalize_overrides,
+    parse_variant,
     variant_label,
     with_inner,
 )
@@ -739,9 +741,12 @@ def table4(ev: Evaluation, opts: Options) -> Table:
 
 def build_tables(ev: Evaluation, which: str = "all", protocols: Sequence[str] = ("best-val",),
                  metrics: Sequence[str] = ("cindex",), opts: Options | None = None,
-                 variant: Overrides = DEFAULT) -> list[Table]:
-    """Every requested table for every protocol (and metric, for Tables I, III and IV); ``variant`` is the
-    variant of Tables I and II (III and IV are defined by their own CCL variants)."""
+                 variant: Overrides | str = DEFAULT) -> list[Table]:
+    """Every requested table (``1``-``4`` or ``all``) for every protocol (and metric, for Tables I, III and IV);
+    ``variant`` is the variant of Tables I and II (``k=9`` or its parsed pairs; III and IV are defined by
+    their own CCL variants). ``opts``: see :func:`project_options`."""
+    if isinstance(variant, str):
+        variant = parse_variant(variant)
     base = opts or Options()
     names = TABLES if which == "all" else (which,)
     out = []
@@ -755,6 +760,12 @@ def build_tables(ev: Evaluation, which: str = "all", protocols: Sequence[str] = 
                 out.append({"1": lambda o=o: table1(ev, o, variant), "3": lambda o=o: table3(ev, o),
                             "4": lambda o=o: table4(ev, o)}[t]())
     return out
+
+
+def project_options(settings: Settings, *, compare_paper: bool = False, n_resamples: int = 1000) -> Options:
+    """The table options of a project: its default seed (commands omit it) and the cohorts it can run."""
+    return Options(compare_paper=compare_paper, default_seed=settings["run"]["seed"], n_resamples=n_resamples,
+                   runnable=tuple(available_cohorts(settings)))
 
 
 def empty_store_message(results: Any) -> str:

@@ -19,6 +19,7 @@ import torch
 from bench._core.config import RUN_KEYS, Settings, config_hash, format_value, resolve_run_config, variant_name
 from bench._core.errors import BenchError
 from bench._core.files import sha256_file, write_json
+from bench.api.model import SurvivalModel
 from bench.api.registry import MethodInfo, get_method
 from bench.data.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.data.cohort import GROUP_NAMES, Cohort, load_cohort, resolve_cohort, short_name
@@ -408,4 +409,30 @@ def summarize(plan: RunPlan) -> RunSummary:
     return out
 
 
-__all__ = ["FoldOutcome", "RunPlan", "RunSummary", "execute", "plan_run", "summarize"]
+def create_model(name: str, cohort: str, *, settings: Settings | None = None, sets: Mapping[str, Any] | None = None,
+                 variant: str | None = None, path_dim: int | None = None, fold: int | None = None) -> SurvivalModel:
+    """Method ``name``'s model, built for ``cohort``'s inputs with the config a run would use (the method's
+    defaults, its cohort defaults, then ``variant`` and ``sets``), in train mode, on the CPU.
+
+    ``path_dim``: the patch feature size of a pathology or multimodal method (default: the cohort's real
+    feature store if it has exactly one, else the synthetic store's dimension from bench.toml; nothing is
+    created). ``fold``: give the model that fold's training labels (as ``bench run`` does; CCL fits its
+    patient groups on them); by default it gets none.
+    """
+    from bench._core.config import load_settings
+    from bench.data.features import real_stores
+    from bench.data.features.store import read_info
+
+    settings = settings or load_settings()
+    plan = plan_run(settings, name, cohort, sets=sets, variant=variant, load_store=False,
+                    folds=[fold] if fold is not None else None)
+    if path_dim is None and plan.info.uses_pathology:
+        reals = real_stores(settings, plan.cohort.name)
+        path_dim = read_info(reals[0]).dim if len(reals) == 1 else settings["synthetic"]["dim"]
+    train = plan.cohort.split(fold).train if fold is not None else None
+    dims = input_dims(plan.cohort, plan.config["data"]["n_bins"], path_dim if plan.info.uses_pathology else None,
+                      train)
+    return plan.info.build(dims, plan.config["model"])
+
+
+__all__ = ["FoldOutcome", "RunPlan", "RunSummary", "create_model", "execute", "plan_run", "summarize"]
