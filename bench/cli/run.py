@@ -52,7 +52,7 @@ def run(
     for plan in plans:
         summary, interrupted = _run_plan(plan, force, workers)
         summaries.append(summary)
-        lost += [f"seed {plan.seed} fold {f}" for f in interrupted]
+        lost += [f"fold {f}" if len(plans) == 1 else f"seed {plan.seed} fold {f}" for f in interrupted]
     if len(plans) > 1:
         _seed_table(plans, summaries)
     if lost:
