@@ -247,6 +247,10 @@ def _load_builtin() -> None:
                          f"no '{ENTRY_POINT_GROUP}' entry point (an install older than this checkout, or none); "
                          "reinstall it: make setup, or pip install --no-deps --no-build-isolation -e .")
     _load(own)
+    if not any(m.source == DISTRIBUTION for m in _REGISTRY.values()):
+        values = ", ".join(sorted({ep.value for ep in own}))
+        raise BenchError(f"survbench's entry point(s) {values} registered no method: a folder of that name without "
+                         "__init__.py earlier on sys.path (a namespace package) shadows the installed package")
 
 
 @functools.cache
