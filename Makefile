@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LOCK   := requirements/cpu.lock
 
-.PHONY: setup test reproduce lint lock clean
+.PHONY: setup test test-fast reproduce lint lock clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ setup: $(STAMP)
 TEST_THREADS ?= 1
 test: setup
 	SURVBENCH_TEST_THREADS=$(TEST_THREADS) $(BIN)/pytest
+
+# The inner loop: everything but the tests marked slow (end-to-end runs, worker processes, SIGKILL).
+test-fast: setup
+	SURVBENCH_TEST_THREADS=$(TEST_THREADS) $(BIN)/pytest -m "not slow"
 
 # The main job: the runs behind the README's tables (already-stored runs are skipped), then
 # Tables I-IV and Figs. 6-7 regenerated from the prediction store.

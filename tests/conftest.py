@@ -1,4 +1,13 @@
-"""Shared fixtures: tiny synthetic projects (see bench/toy.py); nothing here reads the bundled data."""
+"""Shared fixtures: tiny synthetic projects (see bench/data/toy.py); nothing here reads the bundled data.
+
+The folders mirror the packages (tests/core for bench._core, tests/api, tests/data, tests/metrics,
+tests/store, tests/train, tests/report, tests/tools, tests/cli; tests/builtin_methods for methods/);
+the checks of the whole package (layering, public API, deprecated paths) sit at the top. Tests that
+train end to end to check learning, start worker processes, install a plugin, run ``bench`` end to end
+in a subprocess (train, import, check a method) or send SIGKILL carry ``@pytest.mark.slow``:
+``pytest -m "not slow"`` (``make test-fast``, about 2.5 minutes on 2 cores) is the inner loop;
+``make test`` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -42,3 +51,15 @@ def toy_factory(tmp_path_factory, monkeypatch):
         return project
 
     return make
+
+
+# tests/builtin_methods/test_methods_contract.py is marked here, not in the file (its bodies are edited on
+# another branch): the contract (it stores runs) and the known-answer learning tests train end to end.
+SLOW_CONTRACT_TESTS = {"test_contract", "test_learns_pathology_signal", "test_learns_genomic_signal",
+                       "test_no_signal_stays_near_half"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.path.name == "test_methods_contract.py" and item.originalname in SLOW_CONTRACT_TESTS:
+            item.add_marker(pytest.mark.slow)

@@ -238,15 +238,30 @@ def _load(eps: list[importlib.metadata.EntryPoint]) -> None:
             raise BenchError(f"method plugin '{ep.name}' ({ep.value}) failed to load: {exc}") from exc
 
 
+def _metadata_location() -> str:
+    try:
+        dist = importlib.metadata.distribution(DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return "none installed"
+    # PathDistribution keeps its folder in _path; other finders may not say where they read from.
+    return str(getattr(dist, "_path", "location unknown"))
+
+
 @functools.cache
 def _load_builtin() -> None:
     """survbench's own methods: the entry points its own distribution declares (pyproject.toml)."""
     own = [ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP) if _dist_name(ep) == DISTRIBUTION]
     if not own:
-        raise BenchError(f"survbench's own methods are not registered: the installed {DISTRIBUTION} metadata declares "
-                         f"no '{ENTRY_POINT_GROUP}' entry point (an install older than this checkout, or none); "
-                         "reinstall it: make setup, or pip install --no-deps --no-build-isolation -e .")
+        raise BenchError(f"survbench's own methods are not registered: the {DISTRIBUTION} metadata found "
+                         f"({_metadata_location()}) declares no '{ENTRY_POINT_GROUP}' entry point (an install older "
+                         "than this checkout, a stale survbench.egg-info folder in the working directory, or none); "
+                         "delete a stale survbench.egg-info and reinstall: make setup, or "
+                         "pip install --no-deps --no-build-isolation -e .")
     _load(own)
+    if not any(m.source == DISTRIBUTION for m in _REGISTRY.values()):
+        values = ", ".join(sorted({ep.value for ep in own}))
+        raise BenchError(f"survbench's entry point(s) {values} registered no method: a folder of that name without "
+                         "__init__.py earlier on sys.path (a namespace package) shadows the installed package")
 
 
 @functools.cache

@@ -17,7 +17,7 @@ from bench.report.compare import Side, compare
 from bench.report.evaluation import Evaluation
 from bench.store.results_import import import_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "data" / "reference_results"
 CONFIGS = {"mcat_published": ("MCATsm_nll_surv_a0.0_5foldcv_gc32_concat", "multimodal", "real"),
            "snn_published": ("SNNsm_nll_surv_a0.0_reg1e-04_5foldcv_gc32_sig", "genomics", "none")}

@@ -21,7 +21,7 @@ from bench.data.audit import (
 )
 from bench.data.cohort import load_cohort
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_site_of():

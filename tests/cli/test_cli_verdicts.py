@@ -17,7 +17,10 @@ from bench._core.config import load_settings
 from bench.data.cohort import load_cohort
 from bench.store.results_import import import_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+# Every test here runs `bench` in a subprocess.
+pytestmark = pytest.mark.slow
+
 BENCH = shutil.which("bench") or os.path.join(os.path.dirname(sys.executable), "bench")
 
 

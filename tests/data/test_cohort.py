@@ -13,7 +13,7 @@ from bench.data.cohort import assign_bins, canonical_name, fit_time_bins, load_c
 
 @pytest.fixture(scope="module")
 def real():
-    return load_settings(Path(__file__).resolve().parents[1])  # the project bench.toml and bundled data
+    return load_settings(Path(__file__).resolve().parents[2])  # the project bench.toml and bundled data
 
 
 def test_time_bins_known_answer():

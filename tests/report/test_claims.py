@@ -15,7 +15,7 @@ from bench.report.evaluation import Evaluation
 from bench.report.render import render
 from bench.store.results_import import import_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _store(tmp_path: Path, risks: dict[str, float], pathology: str = "real") -> Evaluation:

@@ -1,6 +1,6 @@
 """One source for each hyper-parameter default: the model's ``__init__`` signature.
 
-``tests/data/method_defaults.json`` was written from survbench 0.1, where every default was also
+``tests/api/method_defaults.json`` was written from survbench 0.1, where every default was also
 written in ``MethodInfo.hparams``: for every built-in method, the hyper-parameter dict (its repr:
 names, order, values and types) and, per cohort and named variant, the variant folder and config
 hash. Reading the defaults from the signatures must reproduce all of it exactly: the stored runs'
@@ -17,7 +17,7 @@ import pytest
 from bench._core.config import config_hash, load_settings, resolve_run_config, variant_name
 from bench.api import all_methods, signature_hparams
 
-SNAPSHOT = json.loads((Path(__file__).parent / "data" / "method_defaults.json").read_text())
+SNAPSHOT = json.loads((Path(__file__).parent / "method_defaults.json").read_text())
 BUILTIN = [m for m in all_methods() if m.source == "survbench"]
 COHORTS = ("tcga_blca", "tcga_brca", "tcga_gbmlgg", "tcga_luad", "tcga_ucec")
 
@@ -35,7 +35,7 @@ def test_defaults_come_from_init_and_equal_the_old_metadata(info):
 @pytest.mark.parametrize("info", BUILTIN, ids=lambda m: m.name)
 def test_config_hashes_and_variant_folders_unchanged(info):
     # the bundled project's bench.toml (the one the stored runs were made with)
-    settings = load_settings(Path(__file__).resolve().parents[1])
+    settings = load_settings(Path(__file__).resolve().parents[2])
     got = {}
     for cohort in COHORTS:
         for name, sets in [("default", {}), *info.variants.items()]:

@@ -26,6 +26,7 @@ def _spec(**kw):
     return SweepSpec(**base)
 
 
+@pytest.mark.slow
 def test_local_pool_then_rerun_runs_nothing(toy):
     keys = expand(toy.settings, _spec())
     assert len(keys) == 8 and {k.method for k in keys} == {"meanmil", "snn"}
@@ -39,6 +40,7 @@ def test_local_pool_then_rerun_runs_nothing(toy):
     assert verify_store(toy.settings) == (8, [])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cluster", ["debug", "local"])
 def test_submitit_executors(toy, cluster):
     keys = expand(toy.settings, _spec())
@@ -81,6 +83,7 @@ def test_bad_grid_file(toy):
     assert [k.variant for k in keys] == ["hidden=32,epochs=1"]
 
 
+@pytest.mark.slow
 def test_lock_excludes_second_holder_and_frees_on_death(tmp_path):
     d = tmp_path / "run"
     code = ("import sys,time; from pathlib import Path; from bench.store.locks import RunLock;"
@@ -106,6 +109,7 @@ def _env(root: Path) -> dict:
     return {**os.environ, "BENCH_ROOT": str(root), "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume(tmp_path):
     kw = dict(n_patients=200, patches=48, dim=32)
     cut = make_toy_project(tmp_path / "cut", **kw)
@@ -183,6 +187,7 @@ def test_run_keys_reports_failures_and_continues(toy, monkeypatch):
     assert "GPU fell off the bus" in next(r.error for r in results if r.status == "failed")
 
 
+@pytest.mark.slow
 def test_terminating_a_sweep_leaves_no_worker_behind(tmp_path):
     project = make_toy_project(tmp_path / "p", n_patients=200, patches=48, dim=32)
     proc = subprocess.Popen(_sweep_cmd(project.root, "--workers", "2"), cwd=project.root, env=_env(project.root),

@@ -1,20 +1,25 @@
-"""Method-specific known-answer tests for TransMIL, MCAT, MOTCat and CMTA (spec §7–10)."""
+"""Known-answer tests of the co-attention family (spec §8-10): MCAT's co-attention, MOTCat's optimal
+transport and micro-batches, CMTA's alignment and translation."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import ot
 import pytest
 import torch
+from method_inputs import (
+    ROOT,
+    _batch,
+    _build,
+    _dims,
+)
 
-from bench._core.config import default_run_config, load_settings, resolve_run_config
+from bench._core.config import load_settings, resolve_run_config
 from bench._core.errors import BenchError
-from bench.api import Batch, InputDims, get_method
+from bench.api import Batch, get_method
 from bench.api.losses import nll_loss, risk_from_survival, survival_from_hazards
-from bench.tools.params import SPEC_BLCA_GROUPS
 from methods.cmta import alignment_loss
 from methods.coattn import (
     CoAttention,
@@ -23,117 +28,9 @@ from methods.coattn import (
     survival_mixture_logits,
     unbalanced_sinkhorn,
 )
-from methods.fusion import GatedBilinearFusion
-
-ROOT = Path(__file__).resolve().parents[1]
-UCEC_GROUPS = (3, 24, 21, 22, 65, 15)
-TINY_GROUPS = (3, 4, 5, 6, 7, 5)
-
-
-def _dims(groups=TINY_GROUPS, path_dim=16, cohort="tcga_toy") -> InputDims:
-    return InputDims(path_dim=path_dim, omic_dim=sum(groups), group_sizes=groups, n_bins=4, cohort=cohort)
-
-
-def _batch(lengths, groups=TINY_GROUPS, path_dim=16, seed=0) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    b, n = len(lengths), max(lengths)
-    x = torch.randn(b, n, path_dim, generator=g)
-    mask = torch.arange(n)[None, :] < torch.tensor(lengths)[:, None]
-    x = x * mask[..., None]
-    return Batch(x=x, mask=mask, omic=torch.randn(b, sum(groups), generator=g),
-                 groups=[torch.randn(b, s, generator=g) for s in groups],
-                 bins=torch.arange(b) % 4, censorship=(torch.arange(b) % 2).float(), time=torch.ones(b),
-                 index=torch.arange(b) + 7, case_ids=[f"p{i}" for i in range(b)])
-
-
-def _build(name: str, dims: InputDims, seed: int = 0, **hp):
-    info = get_method(name)
-    torch.manual_seed(seed)
-    return info.build(dims, {**info.hparams, **hp})
-
 
 # ----------------------------------------------------------------------------------------------
-# Metadata, parameter counts, defaults
-
-
-@pytest.mark.parametrize(("name", "groups", "expected"), [
-    ("transmil", SPEC_BLCA_GROUPS, 2.67e6),
-    ("mcat", SPEC_BLCA_GROUPS, 4.49e6),
-    ("mcat", UCEC_GROUPS, 3.66e6),
-    ("motcat", SPEC_BLCA_GROUPS, 4.23e6),
-    ("cmta", SPEC_BLCA_GROUPS, 8.26e6),
-    ("cmta", UCEC_GROUPS, 4.94e6),
-])
-def test_parameter_counts_match_spec(name, groups, expected):
-    model = _build(name, _dims(groups, path_dim=1024, cohort="tcga_blca"))
-    n = sum(p.numel() for p in model.parameters())
-    assert abs(n - expected) / expected < 0.005, f"{name}: {n} parameters vs spec {expected:.0f}"
-
-
-def test_metadata_protocols():
-    t, m, o, c = (get_method(n) for n in ("transmil", "mcat", "motcat", "cmta"))
-    assert (t.selection, t.tie, dict(t.train), t.order, t.modality) == ("best-val", "latest", {}, 80, "pathology")
-    assert t.reimplementation
-    assert (m.selection, m.order, m.genomics) == ("last", 110, "groups")
-    assert (o.selection, o.tie, o.order) == ("best-val", "earliest", 170)
-    assert (c.selection, c.tie, c.order) == ("best-val", "earliest", 180)
-    for info in (m, o):
-        keys = ("optimizer", "lr", "weight_decay", "grad_accum", "epochs", "sampler")
-        assert {k: info.train[k] for k in keys} == {"optimizer": "adam", "lr": 2e-4, "weight_decay": 1e-5,
-                                                    "grad_accum": 32, "epochs": 20, "sampler": "balanced"}
-    assert {k: c.train[k] for k in ("optimizer", "lr", "momentum", "weight_decay", "epochs", "batch_size", "sampler")} \
-        == {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-5, "epochs": 30, "batch_size": 1,
-            "sampler": "balanced"}
-
-
-def test_cohort_defaults_from_official_scripts():
-    settings = load_settings(ROOT)
-    motcat, cmta = get_method("motcat"), get_method("cmta")
-    eps = {co: default_run_config(settings, motcat, f"tcga_{co}")["model"]["ot_reg"]
-           for co in ("blca", "brca", "gbmlgg", "luad", "ucec")}
-    assert eps == {"blca": 0.05, "brca": 0.1, "gbmlgg": 0.1, "luad": 0.05, "ucec": 0.1}
-    lam = {co: default_run_config(settings, cmta, f"tcga_{co}")["model"]["align_weight"]
-           for co in ("blca", "brca", "gbmlgg", "luad", "ucec")}
-    assert lam == {"blca": 1.0, "brca": 100.0, "gbmlgg": 1.0, "luad": 1e-4, "ucec": 1.0}
-    cfg = default_run_config(settings, cmta, "tcga_ucec")
-    assert cfg["data"]["patch_cap"] == 0 and cfg["data"]["patch_cap_eval"] is True  # OOM option off, eval-capped
-
-
-# ----------------------------------------------------------------------------------------------
-# TransMIL
-
-
-@pytest.mark.parametrize("n", [1, 2, 5, 16, 17, 30])
-def test_transmil_square_wrap_padding(n):
-    model = _build("transmil", _dims(), dim=32, landmarks=16).eval()
-    seen = {}
-
-    def grab(module, args):
-        seen["x"] = args[0]
-
-    model.body.layer1.register_forward_pre_hook(grab)
-    with torch.no_grad():
-        out = model.body(model.fc(_batch([n]).x))
-    side = math.ceil(math.sqrt(n))
-    assert out.shape == (1, 1 + side * side, 32)
-    x = seen["x"]  # class token + padded grid, the input of the first TransLayer
-    assert x.shape[1] == 1 + side * side
-    extra = side * side - n
-    assert torch.equal(x[:, 1 + n:], x[:, 1:1 + extra])  # the first `extra` patches, appended again
-    assert torch.equal(x[:, :1], model.body.cls)
-
-
-def test_transmil_padded_batch_equals_alone():
-    model = _build("transmil", _dims(), dim=32, landmarks=16).eval()
-    batch = _batch([5, 11])
-    single = _batch([5])
-    single.x = batch.x[:1, :5]
-    with torch.no_grad():
-        assert torch.allclose(model(batch).logits[:1], model(single).logits, atol=1e-6)
-
-
-# ----------------------------------------------------------------------------------------------
-# MCAT
+# MCAT: genomics-guided co-attention
 
 
 @pytest.mark.parametrize("heads", [1, 2])
@@ -175,17 +72,8 @@ def test_mcat_queries_are_genomic_tokens():
         assert model.coattn.in_proj_bias.abs().sum() == 0 and model.coattn.out_proj.bias.abs().sum() == 0
 
 
-def test_bilinear_fusion_shapes_and_option():
-    fusion = GatedBilinearFusion(256, 256, 8, 8, 256)
-    assert sum(p.numel() for p in fusion.parameters()) == 396224  # 2 x (8224 + 16416 + 1056) + 279040 + 65792
-    assert fusion(torch.randn(3, 256), torch.randn(3, 256)).shape == (3, 256)
-    model = _build("mcat", _dims(), fusion="bilinear").eval()
-    with torch.no_grad():
-        assert model(_batch([4, 7])).logits.shape == (2, 4)
-
-
 # ----------------------------------------------------------------------------------------------
-# MOTCat: optimal transport
+# MOTCat: unbalanced optimal transport
 
 
 def test_unbalanced_sinkhorn_reproduces_pot_094_entropy_regulariser():
@@ -258,7 +146,7 @@ def test_motcat_padded_batch_runs_ot_on_real_patches():
 
 
 # ----------------------------------------------------------------------------------------------
-# MOTCat: micro-batches
+# MOTCat: micro-batches and the survival mixture
 
 
 def test_random_chunks_follow_array_split():
@@ -365,23 +253,3 @@ def test_cmta_padded_batch_equals_alone():
     single.x, single.groups = batch.x[:1, :5], [g[:1] for g in batch.groups]
     with torch.no_grad():
         assert torch.allclose(model(batch).logits[:1], model(single).logits, atol=1e-5)
-
-
-@pytest.mark.parametrize("name", ["attmil", "porpoise"])
-def test_mcat_amil_family_keeps_pytorch_default_init_as_officially(name):
-    """MCAT's MIL_Attention_FC_surv never calls its initialize_weights helper: every Linear keeps PyTorch's
-    default init (drawn in construction order); init=xavier is the recorded alternative."""
-    info = get_method(name)
-    assert info.hparams["init"] == "default"
-    torch.manual_seed(0)
-    model = info.build(_dims(), {})
-    torch.manual_seed(0)
-    first = torch.nn.Linear(16, 512)  # the projector is the first module built
-    assert torch.equal(model.fc[0].weight, first.weight) and torch.equal(model.fc[0].bias, first.bias)
-    assert all(float(m.bias.detach().abs().sum()) > 0 for m in model.modules() if isinstance(m, torch.nn.Linear))
-    torch.manual_seed(0)
-    xavier = info.build(_dims(), {"init": "xavier"})
-    linears = [m for m in xavier.modules() if isinstance(m, torch.nn.Linear)]
-    assert all(float(m.bias.detach().abs().sum()) == 0 for m in linears)
-    w = xavier.fc[0].weight.detach()
-    assert abs(float(w.std()) - math.sqrt(2 / sum(w.shape))) < 0.05 * math.sqrt(2 / sum(w.shape))

@@ -8,7 +8,7 @@ import pytest
 
 from bench.metrics.concordance import cindex, mean_std, select_epoch
 
-REF = Path(__file__).resolve().parents[1] / "data" / "reference_results"
+REF = Path(__file__).resolve().parents[2] / "data" / "reference_results"
 
 
 def test_cindex_reproduces_mcat_published_means():

@@ -293,7 +293,7 @@ def _real_ucec_toy(root: Path, signal: float):
 
     from bench.data.toy import make_toy_project
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     table = pd.read_csv(repo / "data" / "genomics" / "mutsig" / "tcga_ucec_all_clean.csv.zip", low_memory=False)
     rng = np.random.default_rng(0)
     patients = table.drop_duplicates("case_id")

@@ -107,6 +107,7 @@ def test_resume_from_checkpoint_gives_same_predictions(toy, tmp_path):
                                   pd.read_csv(run.dir(0) / "predictions.csv"))
 
 
+@pytest.mark.slow
 def test_parallel_folds_match_sequential(toy, tmp_path, monkeypatch):
     monkeypatch.setattr("os.cpu_count", lambda: 2)  # one torch thread per worker, as in this process
     par = _plan(toy, folds=[0, 1, 2], results=tmp_path / "par")

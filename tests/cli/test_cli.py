@@ -26,6 +26,7 @@ def assert_one_line_error(r, pattern):
     assert pd.Series([lines[0]]).str.contains(pattern, regex=True).iloc[0], lines[0]
 
 
+@pytest.mark.slow
 def test_run_prints_both_protocols(toy):
     r = bench(toy, "run", "--method", "MeanMIL", "--cohort", "toy", "--epochs", "2", "--folds", "0,1")
     assert r.returncode == 0, r.stderr
@@ -80,6 +81,7 @@ def test_split_id_absent(toy):
                           r"val patient TCGA-ZZ-0000 is not in the cohort table")
 
 
+@pytest.mark.slow
 def test_import_errors_and_success(toy, tmp_path):
     from bench.data.cohort import load_cohort
 

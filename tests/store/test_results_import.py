@@ -18,7 +18,7 @@ from bench.report.render import Mark
 from bench.report.tables import Options, format_p, table1, table2
 from bench.store.results_import import import_predictions
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REFERENCE = ROOT / "data" / "reference_results"
 MCAT = "MCATsm_nll_surv_a0.0_5foldcv_gc32_concat"
 

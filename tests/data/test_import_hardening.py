@@ -304,6 +304,7 @@ def _file_size_limit(limit: int):
     return apply
 
 
+@pytest.mark.slow
 def test_data_synth_when_the_disk_refuses_writes(toy):
     """A real failed write inside HDF5 (file size limit): HDF5 used to crash the process (segfault)."""
     env = {**os.environ, "BENCH_ROOT": str(toy.root), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
