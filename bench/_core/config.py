@@ -74,7 +74,11 @@ TRAIN_KEYS: dict[str, Key] = {
 
 #: Keys added after runs were stored: left out of the config hash at these values, so the stored runs keep
 #: their keys (their configs were resolved before the key existed, with this behaviour).
-HASH_DEFAULTS: dict[tuple[str, str], Any] = {("train", "selection"): "outer"}
+HASH_DEFAULTS: dict[tuple[str, str], Any] = {("train", "selection"): "outer", ("data", "splits"): "fixed"}
+
+#: The split families a run can use: ``fixed`` (splits/<cohort>/splits_<k>.csv, the published ones) and ``site``
+#: (splits/<cohort>/site/splits_<k>.csv, written by ``bench data site-splits``: each tissue source site in one fold).
+SPLIT_KINDS = ("fixed", "site")
 
 def _build_name(x: str) -> bool:
     # a build is a folder name under data/genomics, never a path (``../genomics/mutsig`` would alias a build)
@@ -89,6 +93,8 @@ DATA_KEYS: dict[str, Key] = {
     "n_bins": Key(int, 4, check=lambda x: x >= 2, help="must be >= 2"),
     "patch_cap": Key(int, 0, check=lambda x: x >= 0, help="0 (no cap) or a positive patch count"),
     "patch_cap_eval": Key(bool, False),
+    # which 5-fold split the run trains and reports on (SPLIT_KINDS); not the default: part of the variant
+    "splits": Key(str, "fixed", choices=SPLIT_KINDS),
 }
 
 #: Seeds numpy and torch both accept (numpy's legacy seeding stops at 2**32 - 1).

@@ -94,6 +94,8 @@ def data_inner_splits(
     fraction: Annotated[float, typer.Option(help="Share of each training fold held out as its inner split.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the draw.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace existing inner splits that differ.")] = False,
+    splits: Annotated[str, typer.Option(help="Draw them inside the fixed splits (default) or the site splits "
+                                             "(splits/<cohort>/site/inner_<k>.csv).")] = "fixed",
 ) -> None:
     """Draw the inner validation splits (splits/<cohort>/inner_<k>.csv) that `--set selection=inner` trains with."""
     from bench.data.cohort import load_cohort, short_name
@@ -101,7 +103,8 @@ def data_inner_splits(
 
     settings = load_settings()
     for name in _cohort_names(settings, cohort):
-        out = write_inner_splits(load_cohort(settings, name), fraction=fraction, seed=seed, force=force)
+        out = write_inner_splits(load_cohort(settings, name, splits=splits), fraction=fraction, seed=seed,
+                                 force=force)
         states = ", ".join(f"{p.name} {s}" for p, s in out)
         console.print(f"{short_name(name)}: {states} (fraction {fraction}, seed {seed})")
 
@@ -110,6 +113,7 @@ def data_audit(
     cohort: Annotated[str, typer.Option(help="Cohort(s), comma-separated, or 'all'.")] = "all",
     format_: Annotated[str, typer.Option("--format", "-f", help="text, markdown or json.")] = "text",
     figure: Annotated[Path | None, typer.Option(help="Also write the audit figure here (.png or .pdf).")] = None,
+    splits: Annotated[str, typer.Option(help="Audit the fixed splits (default) or the site splits.")] = "fixed",
 ) -> None:
     """Audit cohorts and splits: labels per fold, sites shared by train and val, slides, censoring sanity."""
     import json
@@ -125,7 +129,7 @@ def data_audit(
     settings = load_settings()
     audits = []
     for name in _cohort_names(settings, cohort):
-        co = load_cohort(settings, name)
+        co = load_cohort(settings, name, splits=splits)
         audits.append(audit_cohort(co, builds=genomic_columns_per_build(settings, name)))
     if format_ == "json":
         sys.stdout.write(json.dumps([a.record() for a in audits], indent=2, default=float) + "\n")

@@ -21,12 +21,28 @@ if TYPE_CHECKING:
     from bench.report.evaluation import Evaluation
 
 
-def load_evaluation(results: Path | None) -> tuple[Settings, Evaluation]:
-    """The project's settings and its store as every report reads it (:func:`bench.report.evaluation.open_store`)."""
+#: ``--splits`` and ``--features`` of every command that reads the store (one split family, one feature store).
+SPLITS_HELP = "fixed (default) or site: report the runs on the site-preserved splits (bench data site-splits)."
+FEATURES_HELP = ("Report the runs on this feature store (a store name; default: the default synthetic store); "
+                 "genomics-only runs are in every store's view.")
+
+
+def load_evaluation(results: Path | None, splits: str | None = None, features: str | None = None
+                    ) -> tuple[Settings, Evaluation]:
+    """The project's settings and its store as every report reads it (:func:`bench.report.evaluation.open_store`),
+    restricted to one split family and feature store when ``splits``/``features`` say so."""
     from bench.report.evaluation import open_store
 
     settings = load_settings()
-    return settings, open_store(results, settings)
+    return settings, open_store(results, settings, splits=splits, features=features)
+
+
+def with_axes(commands: list[str], ev: Evaluation) -> list[str]:
+    """The ``bench run`` commands of a restricted view with its ``--splits``/``--features`` options appended."""
+    from bench.report.evaluation import axis_options
+
+    tail = axis_options(ev.axes)
+    return [c + tail if tail and c.startswith("bench run ") else c for c in commands]
 
 
 def _warn_left_out(settings: Settings, ev: Evaluation) -> None:
@@ -61,6 +77,8 @@ def tables(
                          "IV).")] = None,
     variant: Annotated[str, typer.Option(help="Variant of Tables I-II, e.g. epochs=2 (default: default).")] = "default",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
+    splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "fixed",
+    features: Annotated[str | None, typer.Option(help=FEATURES_HELP)] = None,
 ) -> None:
     """Tables I-IV of the CCL paper, computed from the prediction store only."""
     from bench.report.evaluation import check_metric, parse_variant
@@ -76,13 +94,18 @@ def tables(
     protocols = _protocols(protocol)
     if out is not None:
         check_out_folder(Path(out))
-    settings, ev = load_evaluation(results)
+    settings, ev = load_evaluation(results, splits, features)
     _warn_left_out(settings, ev)
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
     opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap)
     built = build_tables(ev, table, protocols, metrics, opts, parse_variant(variant))
+    for t in built:
+        t.commands = with_axes(t.commands, ev)
+        if ev.axes:  # a view of one split family / store: said in the title and the file name
+            t.title += " — " + ", ".join(f"{k}={v}" for k, v in ev.axes.items())
+            t.name += "".join(f"_{k}-{v}" for k, v in ev.axes.items())
     if out is not None:
         write_tables(built, Path(out), fmt, _echo)
         return
@@ -103,6 +126,8 @@ def figures(
                                             "(default) or of 'all' patients.")] = "uncensored",
     variant: Annotated[str, typer.Option(help="Variant to plot (default: default).")] = "default",
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "fixed",
+    features: Annotated[str | None, typer.Option(help=FEATURES_HELP)] = None,
 ) -> None:
     """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups) and per-epoch val C-index plots."""
     from bench.report.evaluation import check_protocol, parse_variant
@@ -116,7 +141,7 @@ def figures(
         raise BenchError(f"bad --format '{format_}': choose png or pdf")
     check_protocol(protocol)
     check_out_folder(Path(out))
-    settings, ev = load_evaluation(results)
+    settings, ev = load_evaluation(results, splits, features)
     _warn_left_out(settings, ev)
     if ev.empty:
         _echo(empty_store_message(ev.results))

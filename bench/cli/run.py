@@ -25,12 +25,17 @@ def run(
     device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override (repeatable).")] = None,
     variant: Annotated[str | None, typer.Option(help="A named variant of the method (e.g. CCL's ablations).")] = None,
-    features: Annotated[str | None, typer.Option(help="Feature store: auto, synthetic, a name or an .h5 path.")] = None,
+    features: Annotated[str | None, typer.Option(help="Feature store: auto, synthetic, a name or an .h5 path (a "
+                                                      "store other than the default synthetic one is part of the "
+                                                      "variant: features=NAME).")] = None,
+    splits: Annotated[str | None, typer.Option(
+        help="fixed (default, the published splits) or site (splits/<cohort>/site/, from bench data site-splits; "
+             "variant splits=site).")] = None,
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Retrain folds that are already stored.")] = False,
     workers: Annotated[int, typer.Option(help="Train this many folds at once (processes sharing the features).")] = 1,
 ) -> None:
-    """Train and evaluate one method on one cohort over the fixed 5-fold splits."""
+    """Train and evaluate one method on one cohort over the fixed 5-fold splits (or the site-preserved ones)."""
     from bench._core.config import parse_sets
     from bench.train.runner import plan_run
     from bench.train.sweep import parse_ints
@@ -45,7 +50,8 @@ def run(
         raise BenchError(f"--seeds {seeds!r} names no seed; give e.g. --seeds 0,1,2")
     # every seed is planned (and its inputs checked) before any trains
     plans = [plan_run(settings, method, cohort, folds=parse_folds(folds), seed=s, epochs=epochs, device=device,
-                      sets=parse_sets(set_ or []), variant=variant, features=features, results=results)
+                      sets=parse_sets(set_ or []), variant=variant, features=features, results=results,
+                      splits=splits)
              for s in seed_list]
     lost: list[str] = []
     summaries = []
@@ -87,7 +93,7 @@ def _run_plan(plan, force: bool, workers: int):
     info = plan.info
     console.print(f"[bold]{escape(info.title)}[/] on [bold]{plan.cohort.name}[/] · variant "
                   f"[cyan]{escape(plan.variant)}[/] (config {plan.chash}) · seed {plan.seed} · device {plan.device} · "
-                  f"genomics build {escape(plan.cohort.build)}")
+                  f"genomics build {escape(plan.cohort.build)} · splits {escape(plan.cohort.split_kind)}")
     if plan.store is not None:
         s = plan.store.info
         console.print(f"pathology features: {s.kind.upper()} store {escape(s.path.name)} ({s.n_slides} slides, "

@@ -34,6 +34,10 @@ def sweep(
     submitit_cluster: Annotated[str, typer.Option(help="submitit cluster: slurm, local or debug (testing).")] = "slurm",
     wait: Annotated[bool, typer.Option(help="Wait for Slurm array tasks to finish.")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the keys and their status; run nothing.")] = False,
+    features: Annotated[str | None, typer.Option(help="Feature store(s), comma-separated: the grid runs once per "
+                                                      "store, e.g. resnet50,uni_v2.")] = None,
+    splits: Annotated[str | None, typer.Option(help="fixed (default) or site: every run on the site-preserved "
+                                                    "splits (variant splits=site).")] = None,
 ) -> None:
     """Run a grid of (method, variant, cohort, fold, seed) keys, skipping those already complete."""
     from bench._core.config import load_settings, parse_sets
@@ -49,6 +53,10 @@ def sweep(
         spec = SweepSpec(methods=parse_list(methods, "methods"), cohorts=parse_list(cohorts, "cohorts"),
                          folds=parse_ints(folds, "folds"), seeds=parse_ints(seeds, "seeds") or [0],
                          sets=[parse_sets(set_ or [])], epochs=epochs)
+    if features is not None:
+        spec.features = parse_list(features, "features")
+    if splits is not None:
+        spec.splits = splits
     spec.executor = executor or spec.executor
     if workers is not None:  # not `workers or ...`: --workers 0 is an error, not the default
         spec.workers = workers

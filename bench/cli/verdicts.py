@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from bench._core.errors import BenchError
+from bench.cli.report import FEATURES_HELP, SPLITS_HELP
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
 _RENDER = {"text": "terminal", "markdown": "markdown", "csv": "csv", "latex": "latex"}
@@ -45,6 +46,8 @@ def compare(
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples per fold (>= 1000 recommended).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "fixed",
+    features: Annotated[str | None, typer.Option(help=FEATURES_HELP)] = None,
 ) -> None:
     """Is A better than B beyond fold and seed noise? Paired tests on the runs both have (store only)."""
     from bench.cli.report import _warn_left_out, load_evaluation
@@ -59,7 +62,7 @@ def compare(
     if resamples < 1:
         raise BenchError(f"--resamples {resamples}: give at least 1 (1000 or more for a 95% interval)")
     a, b = _side(method_a, variant), _side(method_b, variant)
-    settings, ev = load_evaluation(results)
+    settings, ev = load_evaluation(results, splits, features)
     _warn_left_out(settings, ev)
     for side in (a, b):
         if side.method not in ev.methods():
@@ -100,9 +103,11 @@ def claims(
         "--include-synthetic", help="Count claims whose evidence uses synthetic pathology.")] = False,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples per fold of each comparison.")] = 1000,
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "fixed",
+    features: Annotated[str | None, typer.Option(help=FEATURES_HELP)] = None,
 ) -> None:
     """The CCL paper's claims checked one by one on the store: holds, not distinguishable, reversed, not run."""
-    from bench.cli.report import _warn_left_out, load_evaluation
+    from bench.cli.report import _warn_left_out, load_evaluation, with_axes
     from bench.report.claims import check_claims, claims_table
     from bench.report.evaluation import check_protocol
     from bench.report.render import render
@@ -114,9 +119,11 @@ def claims(
     bad = [t for t in wanted if t not in ("I", "II", "III", "IV")]
     if bad:
         raise BenchError(f"unknown table '{bad[0]}'; choose I, II, III, IV or all")
-    settings, ev = load_evaluation(results)
+    settings, ev = load_evaluation(results, splits, features)
     _warn_left_out(settings, ev)
     found = check_claims(ev, protocol, n_resamples=resamples, tables=wanted)
+    for c in found:  # a restricted view's missing runs are made with its --splits/--features
+        c.commands = with_axes(c.commands, ev)
     if fmt == "json":
         sys.stdout.write(json.dumps([c.record() for c in found], indent=2) + "\n")
         return

@@ -148,6 +148,11 @@ def site_splits(case_ids: list[str], n_folds: int = 5) -> list[list[str]]:
         raise BenchError(f"only {len(sizes)} tissue source site(s) ({', '.join(sorted(sizes.index))}) for "
                          f"{n_folds} folds: a site-preserved split needs at least one site per fold; use the fixed "
                          "splits (--splits fixed)")
+    big = str(sizes.index[0]) if len(sizes) else ""
+    if len(sizes) and 2 * int(sizes.iloc[0]) > len(case_ids):
+        raise BenchError(f"tissue source site {big} holds {int(sizes.iloc[0])} of {len(case_ids)} patients: the fold "
+                         f"that validates on it would train on fewer patients than it validates, so the sites cannot "
+                         f"be separated into {n_folds} usable folds; use the fixed splits (--splits fixed)")
     order = sorted(sizes.index, key=lambda s: (-int(sizes[s]), s))
     load = [0] * n_folds
     members: list[list[str]] = [[] for _ in range(n_folds)]
@@ -156,6 +161,20 @@ def site_splits(case_ids: list[str], n_folds: int = 5) -> list[list[str]]:
         load[k] += int(sizes[s])
         members[k].extend(sites.index[sites == s].tolist())
     return [sorted(m) for m in members]
+
+
+def check_site_folds(cohort: Cohort) -> None:
+    """Refuse site splits in which a tissue source site has validation patients in two folds (hand-edited or
+    stale files), naming the site, the folds and the command that rewrites them."""
+    where: dict[str, int] = {}
+    for split in cohort.splits:
+        for i in split.val:
+            site = site_of(cohort.case_ids[i])
+            if where.setdefault(site, split.k) != split.k:
+                short = cohort.name.removeprefix("tcga_").upper()
+                raise BenchError(f"tissue source site {site} has validation patients in folds {where[site]} and "
+                                 f"{split.k} of {cohort.split_dir}: not a site-preserved split; rewrite it with "
+                                 f"`bench data site-splits --cohort {short} --force`")
 
 
 def site_split_frames(case_ids: list[str], n_folds: int = 5) -> list[pd.DataFrame]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.preprocessing import StandardScaler
 
-from bench._core.config import Settings
+from bench._core.config import SPLIT_KINDS, Settings
 from bench._core.errors import BenchError
 from bench._core.files import sha256_file
 from bench.api.bins import assign_bins, fit_time_bins
@@ -89,6 +89,14 @@ def resolve_cohort(settings: Settings, text: str) -> str:
     return name
 
 
+def split_folder(splits_dir: Path, name: str, splits: str = "fixed") -> Path:
+    """The folder of cohort ``name``'s split files of kind ``splits`` (:data:`bench._core.config.SPLIT_KINDS`):
+    ``<splits>/<cohort>`` for the fixed splits, ``<splits>/<cohort>/site`` for the site-preserved ones."""
+    if splits not in SPLIT_KINDS:
+        raise BenchError(f"bad --splits '{splits}': choose one of {', '.join(SPLIT_KINDS)}")
+    return splits_dir / name if splits == "fixed" else splits_dir / name / "site"
+
+
 @dataclass
 class Split:
     """One fold of the fixed splits, as patient indices into the cohort."""
@@ -115,6 +123,12 @@ class Cohort:
     splits: list[Split]
     table: Path
     hashes: dict[str, str] = field(default_factory=dict)
+    split_kind: str = "fixed"  # which split family ``splits`` came from (SPLIT_KINDS)
+
+    @property
+    def split_dir(self) -> Path:
+        """The folder the split files were read from."""
+        return self.splits[0].path.parent
 
     @property
     def n_patients(self) -> int:
@@ -186,20 +200,26 @@ class Fold:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(data_dir: str, splits_dir: str, name: str, build: str, stamp: tuple) -> Cohort:
-    return _load(Path(data_dir), Path(splits_dir), name, build)
+def _load_cached(data_dir: str, splits_dir: str, name: str, build: str, stamp: tuple, splits: str = "fixed"
+                 ) -> Cohort:
+    return _load(Path(data_dir), Path(splits_dir), name, build, splits)
 
 
-def _stamp(settings: Settings, name: str, build: str) -> tuple:
+def _stamp(settings: Settings, name: str, build: str, splits: str = "fixed") -> tuple:
     """Modification stamps of the files a cohort is read from (a changed file is re-read)."""
     files = [table_path(settings, name, build), settings.data_dir / "signatures.csv",
-             *sorted((settings.splits_dir / name).glob("splits_*.csv"))]
+             *sorted(split_folder(settings.splits_dir, name, splits).glob("splits_*.csv"))]
     return tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files if f is not None and f.exists())
 
 
-def load_cohort(settings: Settings, text: str, build: str | None = None) -> Cohort:
-    """Load a cohort by (case-insensitive) name in a genomic ``build`` (default: bench.toml's)."""
+def load_cohort(settings: Settings, text: str, build: str | None = None, splits: str = "fixed") -> Cohort:
+    """Load a cohort by (case-insensitive) name in a genomic ``build`` (default: bench.toml's) with its split
+    family ``splits``: ``fixed`` (the published splits) or ``site`` (``bench data site-splits``)."""
     name = resolve_cohort(settings, text)
+    folder = split_folder(settings.splits_dir, name, splits)
+    if splits != "fixed" and not any(folder.glob("splits_*.csv")):
+        raise BenchError(f"no {splits} splits for {short_name(name)}: {folder} holds no splits_<k>.csv; write them "
+                         f"with `bench data site-splits --cohort {short_name(name)}`")
     build = build or settings["data"]["genomics"]
     if build not in BUILDS and not (settings.data_dir / "genomics" / build).is_dir():
         raise BenchError(f"unknown genomics build '{build}'; valid builds: {', '.join(BUILDS)}")
@@ -209,10 +229,11 @@ def load_cohort(settings: Settings, text: str, build: str | None = None) -> Coho
             f"cohort {short_name(name)} has no table in genomics build '{build}'; "
             f"builds available for it: {', '.join(have)} (--set genomics=<build>)"
         )
-    return _load_cached(str(settings.data_dir), str(settings.splits_dir), name, build, _stamp(settings, name, build))
+    return _load_cached(str(settings.data_dir), str(settings.splits_dir), name, build,
+                        _stamp(settings, name, build, splits), splits)
 
 
-def _load(data_dir: Path, splits_dir: Path, name: str, build: str) -> Cohort:
+def _load(data_dir: Path, splits_dir: Path, name: str, build: str, splits: str = "fixed") -> Cohort:
     folder = data_dir / "genomics" / build
     path = next(p for p in (folder / f"{name}_all_clean.csv.zip", folder / f"{name}_all_clean.csv") if p.is_file())
     try:
@@ -262,7 +283,7 @@ def _load(data_dir: Path, splits_dir: Path, name: str, build: str) -> Cohort:
         slides[code].append(sid)
     case_ids = [str(case_ids_all[i]) for i in first_rows]
     groups = signature_groups(data_dir / "signatures.csv", genomic_columns)
-    splits, split_hashes = _load_splits(splits_dir / name, case_ids, path)
+    folds, split_hashes = _load_splits(split_folder(splits_dir, name, splits), case_ids, path)
     return Cohort(
         name=name,
         build=build,
@@ -273,9 +294,10 @@ def _load(data_dir: Path, splits_dir: Path, name: str, build: str) -> Cohort:
         genomics=genomic[first_rows].astype(np.float32),
         genomic_columns=genomic_columns,
         groups=groups,
-        splits=splits,
+        splits=folds,
         table=path,
         hashes={"table": sha256_file(path), **split_hashes},
+        split_kind=splits,
     )
 
 

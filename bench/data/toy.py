@@ -68,13 +68,15 @@ def make_toy_project(
     dim: int = 32,
     seed: int = 0,
     censor_rate: float = 0.4,
+    sites: int = 1,
 ) -> ToyProject:
     """Write a toy project under ``root`` and return its settings.
 
     Survival times follow ``T = 20 exp(-z + 0.3 e)`` with a latent risk ``z ~ N(0, 1)``; the first
     genomic column of every group is ``genomic_signal * z + noise``, the rest is noise (scaled by
     ``genomic_noise``; with both at 0 the genomic input carries nothing at all). About
-    ``censor_rate`` of the patients are censored. One in five patients has two slides.
+    ``censor_rate`` of the patients are censored. One in five patients has two slides. ``sites`` tissue
+    source sites (barcodes ``TCGA-<site>-<n>``; one site, ``TY``, by default) take the patients in turn.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -82,7 +84,8 @@ def make_toy_project(
     t_event = 20.0 * np.exp(-z + 0.3 * rng.standard_normal(n_patients))
     censored = rng.random(n_patients) < censor_rate
     t_obs = np.where(censored, t_event * rng.uniform(0.2, 1.0, n_patients), t_event)
-    case_ids = [f"TCGA-TY-{i:04d}" for i in range(n_patients)]
+    codes = ["TY"] if sites == 1 else [f"{chr(65 + j // 10)}{j % 10}" for j in range(sites)]
+    case_ids = [f"TCGA-{codes[i % sites]}-{i:04d}" for i in range(n_patients)]
 
     cols: dict[str, np.ndarray] = {}
     for genes in _GENES.values():
@@ -95,7 +98,7 @@ def make_toy_project(
     for i, cid in enumerate(case_ids):
         n_slides = 2 if i % 5 == 0 else 1
         for s in range(n_slides):
-            rows.append({"case_id": cid, "slide_id": f"{cid}-01Z-00-DX{s + 1}.TOY{i:04d}{s}.svs", "site": "TY",
+            rows.append({"case_id": cid, "slide_id": f"{cid}-01Z-00-DX{s + 1}.TOY{i:04d}{s}.svs", "site": cid.split("-")[1],
                          "is_female": int(i % 2), "oncotree_code": "TOY", "age": 60,
                          "survival_months": round(float(t_obs[i]), 4), "censorship": int(censored[i]), "train": 1,
                          **{k: v[i] for k, v in cols.items()}})

@@ -125,18 +125,61 @@ class Provenance:
     genomics_build: str
     pathology: str  # real | synthetic | none | unknown
     imported: bool
+    store: str = "none"  # the feature store's name (none: the run read no pathology)
 
 
 def provenance(manifest: Mapping[str, Any]) -> Provenance:
     data = manifest.get("data") or {}
     patho = data.get("pathology")
     if patho is None:
-        kind = "none"
+        kind, store = "none", "none"
     else:
         kind = patho.get("kind") or ("synthetic" if patho.get("synthetic") else "real")
         if patho.get("synthetic"):
             kind = "synthetic"
-    return Provenance(str(data.get("genomics_build") or "unknown"), str(kind), "imported" in manifest)
+        # runs stored before manifests named the store: the store file's name
+        store = (data.get("store") or {}).get("name") or Path(str(patho.get("file") or "unknown")).stem
+    return Provenance(str(data.get("genomics_build") or "unknown"), str(kind), "imported" in manifest, str(store))
+
+
+# ----------------------------------------------------------------------------------------------
+# Axes: the split family and the feature store
+
+
+#: Axes a report can be restricted to (``--splits site``, ``--features NAME``): variant keys every run may carry.
+AXES = ("splits", "features")
+
+
+def view_axes(splits: str | None = None, features: str | None = None) -> dict[str, str]:
+    """The axis values a report is restricted to, defaults left out: ``splits=fixed`` and the default synthetic
+    store (``features`` None, ``synthetic`` or ``default``) are what the unrestricted store shows."""
+    from bench._core.config import SPLIT_KINDS
+
+    axes = {}
+    if splits is not None and splits != "fixed":
+        if splits not in SPLIT_KINDS:
+            raise BenchError(f"bad --splits '{splits}': choose one of {', '.join(SPLIT_KINDS)}")
+        axes["splits"] = splits
+    if features is not None and features.strip() not in ("", "synthetic", "default", "auto"):
+        axes["features"] = features.strip()
+    return axes
+
+
+def axis_view(overrides: Overrides, manifest: Mapping[str, Any], axes: Mapping[str, str]) -> Overrides | None:
+    """A run's variant as a report restricted to ``axes`` sees it: the axis pairs removed, or None when the run
+    is on another split family or store (left out). A run that read no pathology belongs to every store."""
+    pairs = dict(overrides)
+    for axis, want in axes.items():
+        if axis == "features" and (manifest.get("data") or {}).get("pathology") is None:
+            continue
+        if pairs.pop(axis, None) != want:
+            return None
+    return tuple(sorted(pairs.items()))
+
+
+def axis_options(axes: Mapping[str, str]) -> str:
+    """The ``bench run`` options that make runs of a restricted view (`` --splits site --features uni``)."""
+    return "".join(f" --{axis} {value}" for axis, value in axes.items())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -390,10 +433,11 @@ class Evaluation:
     """
 
     def __init__(self, results: Path, expected_folds: Callable[[str], int] | int = DEFAULT_FOLDS,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, axes: Mapping[str, str] | None = None):
         from bench.store.verify import Problem, SplitMembers, inspect_run
 
         self.results = Path(results)
+        self.axes: dict[str, str] = dict(axes or {})  # a view of one split family / store (:func:`axis_view`)
         layout = store_layout(self.results)
         self.ignored: list[Path] = layout.ignored
         self.excluded: list[Problem] = []
@@ -415,8 +459,10 @@ class Evaluation:
             method = str(key.get("method", run.method))
             cohort = str(key.get("cohort", run.cohort))
             seed, fold = int(key.get("seed", run.seed)), int(key.get("fold", run.fold))
-            folds = self._index.setdefault((method, normalize_overrides(run.manifest.get("overrides") or {}), cohort),
-                                           {}).setdefault(seed, {})
+            ov = axis_view(normalize_overrides(run.manifest.get("overrides") or {}), run.manifest, self.axes)
+            if ov is None:
+                continue
+            folds = self._index.setdefault((method, ov, cohort), {}).setdefault(seed, {})
             if fold in folds:
                 self.duplicates.append(run.path)  # the same key stored twice (e.g. under two folder names)
                 continue
@@ -499,22 +545,30 @@ class Evaluation:
         return sorted(k for k in self._index if method is None or k[0] == method)
 
 
-def open_store(results: Path | str | None = None, settings: Settings | None = None) -> Evaluation:
+def open_store(results: Path | str | None = None, settings: Settings | None = None, *, splits: str | None = None,
+               features: str | None = None) -> Evaluation:
     """The prediction store as every table and figure reads it: the runs under ``results`` (default:
     bench.toml's ``[paths] results``) that verify, each cohort expected to have as many folds as it has
     split files. ``settings``: the project's (default: :func:`bench.load_settings`). The runs left out
-    are in ``excluded`` and ``ignored`` (see :func:`left_out`)."""
+    are in ``excluded`` and ``ignored`` (see :func:`left_out`).
+
+    ``splits`` (``site``) and ``features`` (a store name) restrict the store to the runs on that split family
+    and store, seen under their variant without the axis (``splits=site,k=9`` is shown as ``k=9``); see
+    :func:`view_axes`. Without them the runs of every split family and store are there, each its own variant.
+    """
     from bench._core.config import load_settings
+    from bench.data.cohort import split_folder
     from bench.store.verify import store_root
 
     settings = settings or load_settings()
     folder = store_root(settings, None if results is None else Path(results))
+    axes = view_axes(splits, features)
 
     def expected(cohort: str) -> int:
-        n = len(list((settings.splits_dir / cohort).glob("splits_*.csv")))
+        n = len(list(split_folder(settings.splits_dir, cohort, axes.get("splits", "fixed")).glob("splits_*.csv")))
         return n or DEFAULT_FOLDS
 
-    return Evaluation(folder, expected, settings)
+    return Evaluation(folder, expected, settings, axes)
 
 
 def left_out(settings: Settings, ev: Evaluation) -> list[str]:

@@ -504,6 +504,7 @@ def provenance_notes(ev: Evaluation, cells: Sequence[tuple[str, str, Cell | None
         else:
             notes.append(f"{what}: " + "; ".join(f"{v} ({_who(e, all_by_label)})" for v, e in sorted(groups.items()))
                          + ".")
+    notes += store_notes(present, all_by_label)
     if any(p.pathology == "synthetic" for _, _, cell in present for p in cell.provenances()):
         notes.append("SYNTHETIC pathology features are stand-ins with a simulated signal: those cells are not "
                      "comparable with the paper.")
@@ -516,6 +517,29 @@ def provenance_notes(ev: Evaluation, cells: Sequence[tuple[str, str, Cell | None
     if ev.duplicates:
         notes.append(f"{len(ev.duplicates)} run(s) stored twice under other folder names were ignored, e.g. "
                      f"{ev.duplicates[0]}.")
+    return notes
+
+
+def store_notes(present: Sequence[tuple[str, str, Cell]], all_by_label: Mapping[str, list[str]]) -> list[str]:
+    """The feature stores of the cells with pathology, and any cell that pools runs on several stores."""
+    stores: dict[str, list[tuple[str, str]]] = {}
+    mixed = []
+    for label, c, cell in present:
+        names = sorted({p.store for p in cell.provenances()} - {"none"})
+        for name in names:
+            stores.setdefault(name, []).append((label, c))
+        if len(names) > 1:
+            mixed.append((label, c))
+    if not stores:
+        return []
+    if len(stores) == 1:
+        notes = [f"Feature store: {next(iter(stores))} (every cell with pathology)."]
+    else:
+        notes = ["Feature stores: " + "; ".join(f"{v} ({_who(e, all_by_label)})" for v, e in sorted(stores.items()))
+                 + "."]
+    if mixed:
+        notes.append(f"Cells pooling runs on several feature stores: {_who(mixed, all_by_label)}; show one store "
+                     "with --features NAME.")
     return notes
 
 

@@ -2,7 +2,8 @@
 
 A manifest records the run key (method, variant, config hash, cohort, fold, seed), the full resolved
 config and the user's overrides, the data it saw (table, split file and feature store hashes, the
-fitted time-bin edges, excluded patients), the software (package versions, git commit) and the
+fitted time-bin edges, excluded patients; the split family, folder and file; the store's name, encoder and
+dimension), the software (package versions, git commit) and the
 machine, and the timing of every epoch.
 """
 
@@ -24,6 +25,7 @@ import torch
 from bench._core.files import sha256_json
 from bench._core.version import __version__
 from bench.data.cohort import Cohort, Fold
+from bench.data.features import describe_store
 from bench.data.features.store import StoreInfo
 
 PACKAGES = ("torch", "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "lifelines", "h5py", "POT")
@@ -85,6 +87,11 @@ def machine(device: torch.device) -> dict[str, Any]:
     return info
 
 
+def _shown(path: Path, root: Path) -> str:
+    """``path`` relative to the project root when it lies under it (manifests hold no machine paths there)."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def build_manifest(
     *,
     key: Mapping[str, Any],
@@ -118,14 +125,17 @@ def build_manifest(
         "data": {
             **identity,
             "data_hash": data_hash(identity),
-            "table": str(cohort.table.relative_to(root)) if cohort.table.is_relative_to(root) else str(cohort.table),
+            "table": _shown(cohort.table, root),
             "split_file": cohort.splits[fold.k].path.name,
+            "splits": cohort.split_kind,
+            "split_folder": _shown(cohort.split_dir, root),
             "n_train": n_train,
             "n_val": n_val,
             "excluded_patients": excluded,
             "bins_fitted_on": fold.bins_fitted_on,
             "bin_edges": np.asarray(fold.edges).round(6).tolist(),
             "pathology": store.describe() if store is not None else None,
+            "store": describe_store(store),
             **({"inner_file": f"inner_{fold.k}.csv", "n_inner": len(inner_patients),
                 "inner_patients": inner_patients} if inner_patients is not None else {}),
         },

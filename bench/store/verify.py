@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench._core.config import Settings, format_value
 from bench._core.errors import BenchError
-from bench.data.cohort import short_name
+from bench.data.cohort import short_name, split_folder
 from bench.store.keys import RunKey
 from bench.store.locks import holder
 from bench.store.predictions import (
@@ -86,13 +86,14 @@ class SplitMembers:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._folds: dict[tuple[str, int], tuple[set[str], set[str]] | BenchError] = {}
+        self._folds: dict[tuple[str, int, str], tuple[set[str], set[str]] | BenchError] = {}
 
-    def get(self, cohort: str, fold: int) -> tuple[set[str], set[str]]:
-        """(train ids, val ids) of ``fold``; a BenchError if the cohort has no such split file here."""
-        key = (cohort, fold)
+    def get(self, cohort: str, fold: int, splits: str = "fixed") -> tuple[set[str], set[str]]:
+        """(train ids, val ids) of ``fold`` of split family ``splits`` (fixed or site); a BenchError if the cohort
+        has no such split file here."""
+        key = (cohort, fold, splits)
         if key not in self._folds:
-            f = self.settings.splits_dir / cohort / f"splits_{fold}.csv"
+            f = split_folder(self.settings.splits_dir, cohort, splits) / f"splits_{fold}.csv"
             try:
                 s = pd.read_csv(f, dtype=str)
                 self._folds[key] = tuple({x.strip() for x in s[col].dropna()} for col in ("train", "val"))
@@ -215,7 +216,8 @@ def _check_predictions(m: dict[str, Any], preds: pd.DataFrame, settings: Setting
         return None
     data = _obj(m.get("data"))
     try:
-        train_ids, val_ids = (members or SplitMembers(settings)).get(cohort, fold)
+        splits = str(_obj(_obj(m.get("config")).get("data")).get("splits", "fixed"))
+        train_ids, val_ids = (members or SplitMembers(settings)).get(cohort, fold, splits)
     except BenchError as exc:
         return "corrupt", f"cannot check patients: {exc}"
     train = preds[preds["split"] == "train"]

@@ -21,9 +21,10 @@ from bench._core.errors import BenchError
 from bench._core.files import sha256_file, write_json
 from bench.api.model import SurvivalModel
 from bench.api.registry import MethodInfo, get_method
+from bench.data.audit import check_site_folds
 from bench.data.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.data.cohort import GROUP_NAMES, Cohort, load_cohort, resolve_cohort, short_name
-from bench.data.features import StoreChoice, choose_store
+from bench.data.features import StoreChoice, choose_store, store_label
 from bench.data.inner_splits import inner_path, read_inner
 from bench.metrics.concordance import fold_score, mean_std
 from bench.store.keys import PLAN_ORDER, RunKey, run_command
@@ -90,8 +91,9 @@ class RunPlan:
             return None
         path = inner_path(self.cohort.split(fold).path.parent, fold)
         if not path.is_file():
+            site = " --splits site" if self.cohort.split_kind == "site" else ""
             raise BenchError(f"selection=inner needs {path}; draw the inner splits with "
-                             f"`bench data inner-splits --cohort {short_name(self.cohort.name)}`")
+                             f"`bench data inner-splits --cohort {short_name(self.cohort.name)}{site}`")
         return sha256_file(path)
 
     def command(self, folds: bool | Sequence[int] = False) -> str:
@@ -116,8 +118,14 @@ def plan_run(
     features: str | None = None,
     results: Path | None = None,
     load_store: bool = True,
+    splits: str | None = None,
 ) -> RunPlan:
-    """Resolve method, cohort, config, folds, seed, device and feature store (no training)."""
+    """Resolve method, cohort, config, folds, seed, device and feature store (no training).
+
+    ``splits``: ``fixed`` or ``site`` (as ``--set splits=site``). ``features`` (or ``--set features=NAME``): the
+    feature store; the site splits and a store other than the default synthetic one are part of the variant
+    (``splits=site``, ``features=NAME``) and of the config hash, so those runs never share a key with the others.
+    """
     info = get_method(method)
     name = resolve_cohort(settings, cohort)
     all_sets: dict[str, Any] = {}
@@ -127,10 +135,21 @@ def plan_run(
             raise BenchError(f"unknown variant '{variant}' of {info.name}; its named variants: {valid}")
         all_sets.update(info.variants[variant])
     all_sets.update(sets or {})
+    for k in ("features", "data.features"):  # the store is chosen below, not a config key
+        if k in all_sets:
+            given = all_sets.pop(k)
+            features = features or str(given)
+    if splits is not None:
+        all_sets["data.splits"] = splits
     if epochs is not None:
         all_sets["train.epochs"] = epochs
     config, overrides = resolve_run_config(settings, info, name, all_sets)
-    co = load_cohort(settings, name, config["data"]["genomics"])
+    kind = config["data"]["splits"]
+    if kind != "fixed":  # also when bench.toml makes it the default: a site-split run is never variant `default`
+        overrides["data.splits"] = kind
+    co = load_cohort(settings, name, config["data"]["genomics"], splits=kind)
+    if kind == "site":
+        check_site_folds(co)
     if info.genomics == "groups":
         empty = [g for g, n in zip(GROUP_NAMES, co.group_sizes, strict=True) if n == 0]
         if empty:
@@ -147,6 +166,11 @@ def plan_run(
         raise BenchError(f"folds {','.join(map(str, fold_list))} name a fold twice; name each fold once")
     if seed is not None:
         seed = RUN_KEYS["seed"].validate("--seed", seed)
+    spec = features or settings["run"]["features"]
+    label = store_label(settings, co, spec) if info.uses_pathology else None
+    if label is not None:  # the encoder axis: a run on another store is another variant
+        config["data"]["features"] = label
+        overrides["data.features"] = label
     plan = RunPlan(
         info=info,
         config=config,
@@ -165,7 +189,7 @@ def plan_run(
             plan.inner_sha256(f)
             plan.inner_patients(f)
     if info.uses_pathology and load_store:
-        plan.store = choose_store(settings, co, features or settings["run"]["features"])
+        plan.store = choose_store(settings, co, spec)
     return plan
 
 
@@ -424,7 +448,7 @@ def create_model(name: str, cohort: str, *, settings: Settings | None = None, se
     from bench.data.features.store import read_info
 
     settings = settings or load_settings()
-    plan = plan_run(settings, name, cohort, sets=sets, variant=variant, load_store=False,
+    plan = plan_run(settings, name, cohort, sets=sets, variant=variant, load_store=False, features="synthetic",
                     folds=[fold] if fold is not None else None)
     if path_dim is None and plan.info.uses_pathology:
         reals = real_stores(settings, plan.cohort.name)

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._core.config import SEED_HELP, SEED_LIMIT, Settings, format_value, load_settings
+from bench._core.config import SEED_HELP, SEED_LIMIT, SPLIT_KINDS, Settings, format_value, load_settings
 from bench._core.errors import BenchError
 from bench.data.cohort import available_cohorts, resolve_cohort
 from bench.store.keys import SWEEP_ORDER, RunKey
@@ -31,8 +31,8 @@ from bench.store.locks import holder
 from bench.store.predictions import CHECKPOINT
 from bench.train.workers import die_with_parent, run_slots
 
-GRID_KEYS = {"methods", "cohorts", "folds", "seeds", "set", "sets", "epochs", "features", "device", "executor",
-             "workers", "slurm"}
+GRID_KEYS = {"methods", "cohorts", "folds", "seeds", "set", "sets", "epochs", "features", "splits", "device",
+             "executor", "workers", "slurm"}
 SLURM_KEYS = {"partition", "time", "gpus_per_node", "cpus_per_task", "mem_gb", "array_parallelism", "chunk_size",
               "account", "qos", "cluster", "folder"}
 
@@ -71,7 +71,9 @@ class SweepTask:
         return self.key.label()
 
     def command(self) -> str:
-        return self.key.command([(k, format_value(v)) for k, v in self.sets], epochs=self.epochs, order=SWEEP_ORDER)
+        tail = [f"--features {self.features}"] if self.features not in (None, "auto") else []
+        return self.key.command([(k, format_value(v)) for k, v in self.sets], epochs=self.epochs, tail=tail,
+                                order=SWEEP_ORDER)
 
 
 @dataclass
@@ -84,7 +86,8 @@ class SweepSpec:
     seeds: list[int] = field(default_factory=lambda: [0])
     sets: list[dict[str, Any]] = field(default_factory=lambda: [{}])
     epochs: int | None = None
-    features: str | None = None
+    features: str | list[str] | None = None  # one store, or several: the grid runs once per store
+    splits: str | None = None  # fixed or site, for every run (as ``--set splits=site``)
     device: str | None = None
     executor: str = "local"
     workers: int = 1
@@ -156,6 +159,7 @@ def load_grid(path: Path) -> SweepSpec:
         sets=sets,
         epochs=raw.get("epochs"),
         features=raw.get("features"),
+        splits=raw.get("splits"),
         device=raw.get("device"),
         executor=raw.get("executor", "local"),
         workers=raw.get("workers", 1),
@@ -188,8 +192,9 @@ GRID_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "sets": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v),
              "a list of override tables, e.g. [{}, {k = 9}]"),
     "epochs": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "features": (lambda v: isinstance(v, str) and bool(v.strip()),
-                 "'auto', 'synthetic', a store name or a path to an .h5 store"),
+    "features": (_names, "'auto', 'synthetic', a store name or a path to an .h5 store, or a list of them (the grid "
+                         'runs once per store), e.g. ["resnet50", "uni_v2"]'),
+    "splits": (lambda v: v in SPLIT_KINDS, f"one of {', '.join(SPLIT_KINDS)}"),
     "device": (lambda v: v in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
     "executor": (lambda v: v in ("local", "slurm", "debug"), "local, slurm or debug"),
     "workers": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
@@ -237,22 +242,44 @@ def _expand_keys(settings: Settings, spec: SweepSpec) -> list[SweepTask]:
 
     cohorts = available_cohorts(settings) if [c.lower() for c in spec.cohorts] == ["all"] else [
         resolve_cohort(settings, c) for c in spec.cohorts]
+    if spec.splits is not None and spec.splits not in SPLIT_KINDS:
+        raise BenchError(f"bad --splits '{spec.splits}': choose one of {', '.join(SPLIT_KINDS)}")
+    stores = feature_specs(spec.features)
     keys: list[SweepTask] = []
+    seen: set[RunKey] = set()
     for method in spec.methods:
-        for sets in spec.sets:
+        for given in spec.sets:
+            sets = {**given, "splits": spec.splits} if spec.splits not in (None, "fixed") else given
             for cohort in cohorts:
-                # plan_run validates method, cohort, keys and values, folds and device (no store is built)
-                plan = plan_run(settings, method, cohort, folds=spec.folds, epochs=spec.epochs, sets=sets,
-                                device=spec.device, load_store=False)
-                if plan.info.uses_pathology and spec.features not in (None, "auto", "synthetic"):
-                    choose_store(settings, plan.cohort, spec.features)  # a named store must exist (only read)
-                frozen = tuple(sorted(sets.items()))
-                for seed in spec.seeds:
-                    for fold in plan.folds:
-                        key = RunKey(plan.info.name, plan.variant, plan.cohort.name, seed, fold, plan.chash)
-                        keys.append(SweepTask(key, sets=frozen, epochs=spec.epochs, features=spec.features,
-                                              device=spec.device))
+                for i, features in enumerate(stores):
+                    # plan_run validates method, cohort, keys and values, folds and device (no store is built)
+                    plan = plan_run(settings, method, cohort, folds=spec.folds, epochs=spec.epochs, sets=sets,
+                                    device=spec.device, features=features, load_store=False)
+                    if not plan.info.uses_pathology and i:
+                        break  # a genomics-only method reads no store: one set of runs for all of them
+                    if plan.info.uses_pathology and features not in (None, "auto", "synthetic"):
+                        choose_store(settings, plan.cohort, features)  # a named store must exist (only read)
+                    frozen = tuple(sorted(sets.items()))
+                    for seed in spec.seeds:
+                        for fold in plan.folds:
+                            key = RunKey(plan.info.name, plan.variant, plan.cohort.name, seed, fold, plan.chash)
+                            if key in seen:  # two store names for one store (auto and its name)
+                                continue
+                            seen.add(key)
+                            keys.append(SweepTask(key, sets=frozen, epochs=spec.epochs, features=features,
+                                                  device=spec.device))
     return keys
+
+
+def feature_specs(features: str | Sequence[str] | None) -> list[str | None]:
+    """The stores a grid runs on: ``None`` (bench.toml's ``run.features``), one store, or each of a list."""
+    if features is None:
+        return [None]
+    items = [features] if isinstance(features, str) else list(features)
+    out = list(dict.fromkeys(x.strip() for x in items if x.strip()))
+    if not out:
+        raise BenchError("bad --features: it names no store; give e.g. --features resnet50,uni_v2")
+    return out
 
 
 def key_status(settings: Settings, key: SweepTask) -> str:

@@ -104,9 +104,41 @@ def choose_store(settings: Settings, cohort: Cohort, spec: str = "auto") -> Stor
     return StoreChoice(info, notice)
 
 
+def store_label(settings: Settings, cohort: Cohort, spec: str = "auto") -> str | None:
+    """The store name ``--features spec`` stands for in a run's variant (``features=NAME``), resolved without
+    reading or creating a store; None for the default synthetic store (the stored runs' store: no label).
+
+    ``auto`` names the cohort's one real store (several: an error, as :func:`choose_store`), ``synthetic`` the
+    default synthetic store; a name or an ``.h5`` path names itself (its file stem).
+    """
+    default = default_synthetic_path(settings, cohort.name, cohort.build)
+    if spec == "synthetic":
+        return None
+    if spec == "auto":
+        reals = real_stores(settings, cohort.name)
+        if len(reals) > 1:
+            names = ", ".join(p.stem for p in reals)
+            raise BenchError(f"{short_name(cohort.name)} has several real feature stores ({names}); "
+                             "choose one with --features NAME")
+        return reals[0].stem if reals else None
+    p = Path(spec).expanduser()
+    path = p if p.suffix == ".h5" else cohort_store_dir(settings, cohort.name) / f"{check_store_name(spec)}.h5"
+    return None if path.resolve() == default.resolve() else path.stem
+
+
+def describe_store(info: StoreInfo | None) -> dict[str, object] | None:
+    """The encoder axis of a run, as its manifest records it: the store's name, encoder (its ``encoder``
+    attribute; ``synthetic`` for a synthetic store, ``unknown`` when the store does not say) and dimension."""
+    if info is None:
+        return None
+    encoder = info.encoder or ("synthetic" if info.synthetic else "unknown")
+    return {"name": info.path.stem, "encoder": encoder, "dim": int(info.dim), "kind": info.kind}
+
+
 def _check_cohort(info: StoreInfo, cohort: Cohort) -> None:
     if info.cohort != cohort.name:
         raise BenchError(f"feature store {info.path} belongs to {info.cohort}, not {cohort.name}")
 
 
-__all__ = ["StoreChoice", "StoreInfo", "check_store_name", "choose_store", "list_stores", "read_info", "synthesize"]
+__all__ = ["StoreChoice", "StoreInfo", "check_store_name", "choose_store", "describe_store", "list_stores", "read_info",
+           "store_label", "synthesize"]
