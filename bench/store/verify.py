@@ -216,7 +216,8 @@ def _check_predictions(m: dict[str, Any], preds: pd.DataFrame, settings: Setting
         return None
     data = _obj(m.get("data"))
     try:
-        splits = str(_obj(_obj(m.get("config")).get("data")).get("splits", "fixed"))
+        splits = str(_obj(_obj(m.get("config")).get("data")).get("splits")
+                     or _obj(m.get("overrides")).get("data.splits") or "fixed")
         train_ids, val_ids = (members or SplitMembers(settings)).get(cohort, fold, splits)
     except BenchError as exc:
         return "corrupt", f"cannot check patients: {exc}"
