@@ -98,7 +98,8 @@ def make_toy_project(
     for i, cid in enumerate(case_ids):
         n_slides = 2 if i % 5 == 0 else 1
         for s in range(n_slides):
-            rows.append({"case_id": cid, "slide_id": f"{cid}-01Z-00-DX{s + 1}.TOY{i:04d}{s}.svs", "site": cid.split("-")[1],
+            rows.append({"case_id": cid, "slide_id": f"{cid}-01Z-00-DX{s + 1}.TOY{i:04d}{s}.svs",
+                         "site": cid.split("-")[1],
                          "is_female": int(i % 2), "oncotree_code": "TOY", "age": 60,
                          "survival_months": round(float(t_obs[i]), 4), "censorship": int(censored[i]), "train": 1,
                          **{k: v[i] for k, v in cols.items()}})
