@@ -183,3 +183,41 @@ def test_sweep_runs_the_grid_once_per_store(toy):
     assert uni.command() == "bench run --method meanmil --cohort TOY --folds 0 --seed 0 --epochs 1 --features uni"
     with pytest.raises(BenchError, match="no feature store 'nope' for TOY"):
         expand(toy.settings, dataclasses.replace(spec, features=["nope"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Every method on any store: built for the store's dimension
+
+
+@pytest.mark.parametrize("dim", [7, 1536])
+def test_every_pathology_method_builds_for_any_dimension(dim):
+    import torch
+
+    from bench.api import Batch, InputDims, all_methods
+
+    groups = (3, 4, 5, 6, 7, 5)
+    d = InputDims(path_dim=dim, omic_dim=sum(groups), group_sizes=groups, n_bins=4, cohort="tcga_toy")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 12, dim, generator=g)
+    batch = Batch(x=x, mask=torch.ones(1, 12, dtype=torch.bool), omic=torch.randn(1, sum(groups), generator=g),
+                  groups=[torch.randn(1, s, generator=g) for s in groups], bins=torch.zeros(1, dtype=torch.long),
+                  censorship=torch.zeros(1), time=torch.ones(1), index=torch.arange(1), case_ids=["p0"])
+    methods = [m for m in all_methods() if m.uses_pathology]
+    assert len(methods) >= 15
+    for info in methods:
+        torch.manual_seed(0)
+        model = info.build(d, dict(info.hparams)).eval()
+        with torch.no_grad():
+            logits = model(batch).logits
+        assert logits.shape == (1, 4) and torch.isfinite(logits).all(), info.name
+
+
+def test_report_commands_of_a_view_carry_its_options(store):
+    from bench.cli.report import with_axes
+
+    ev = Evaluation(store, axes={"splits": "site", "features": "uni"})
+    cmds = with_axes(["bench run --method snn --cohort BLCA --seed 1", "bench results import FILE --method x"], ev)
+    assert cmds == ["bench run --method snn --cohort BLCA --seed 1 --splits site --features uni",
+                    "bench results import FILE --method x"]
+    assert with_axes(["bench run --method snn --cohort BLCA"], Evaluation(store)) == [
+        "bench run --method snn --cohort BLCA"]

@@ -192,3 +192,17 @@ def test_site_run_end_to_end(sited):
     view = open_store(sited.root / "results", sited.settings, splits="site")
     assert view.cell("snn", "tcga_toy", (("epochs", "2"),)).seeds[0].folds[0].run.path == d
     assert not view.excluded
+
+
+def test_audit_of_the_site_splits_finds_no_shared_site(sited, monkeypatch, capsys):
+    from bench.data.audit import audit_cohort
+
+    fixed = audit_cohort(load_cohort(sited.settings, sited.cohort))
+    site = audit_cohort(load_cohort(sited.settings, sited.cohort, splits="site"))
+    assert (fixed.sites["shared_sites"] > 0).all()  # 10 sites dealt in turn: every fixed fold shares sites
+    assert (site.sites["shared_sites"] == 0).all() and (site.sites["val_patients_from_shared_sites"] == 0).all()
+    monkeypatch.setattr(sys, "argv", ["bench", "data", "audit", "--cohort", "TOY", "--splits", "site", "-f", "json"])
+    with pytest.raises(SystemExit) as e:
+        main()
+    assert e.value.code == 0
+    assert [r["shared_sites"] for r in json.loads(capsys.readouterr().out)[0]["sites"]] == [0] * 5
