@@ -88,8 +88,9 @@ class Comparison:
         }
 
 
-def _run_command(side: Side, cohort: str, folds: list[int] | None = None, seeds: list[int] | None = None) -> str:
-    sets = dict(side.overrides)
+def _run_command(side: Side, cohort: str, folds: list[int] | None = None, seeds: list[int] | None = None,
+                 axes: Mapping[str, str] | None = None) -> str:
+    sets = {**dict(side.overrides), **dict(axes or {})}  # a --splits/--features view's runs carry its axes
     if not seeds:
         return run_command(side.method, cohort, sets, None, folds)
     return " ; ".join(run_command(side.method, cohort, sets, s, folds) for s in seeds)
@@ -100,7 +101,8 @@ def _cell(ev: Evaluation, side: Side, cohort: str, protocol: str) -> Cell:
     if cell is None:
         # protocol inner reads the variant's selection=inner runs: name those, and the command that makes them
         shown = Side(side.method, with_inner(side.overrides)) if protocol == "inner" else side
-        raise BenchError(f"nothing stored for {shown.label} on {cohort}; make it with: {_run_command(shown, cohort)}")
+        raise BenchError(f"nothing stored for {shown.label} on {cohort}; make it with: "
+                         f"{_run_command(shown, cohort, axes=ev.axes)}")
     return cell
 
 
@@ -132,7 +134,7 @@ def compare(ev: Evaluation, a: Side, b: Side, cohort: str, *, protocol: str = "b
         raise BenchError(
             f"{a.label} and {b.label} share no (fold, seed) on {cohort}; {other.label} has "
             f"{len(want)}, {short.label} none of them; make them with: "
-            f"{_run_command(short, cohort, sorted({k for _, k in want}), sorted({s for s, _ in want}))}")
+            f"{_run_command(short, cohort, sorted({k for _, k in want}), sorted({s for s, _ in want}), ev.axes)}")
     notes: list[str] = []
     folds = sorted({k for k, _ in shared})
     rows, pairs, ratios = [], [], []
@@ -171,7 +173,8 @@ def compare(ev: Evaluation, a: Side, b: Side, cohort: str, *, protocol: str = "b
     ratio = float(np.mean(ratios)) if ratios else 1.0 / max(1, ca.expected_folds - 1)
     if len(diffs) < 2:
         raise BenchError(f"{a.label} and {b.label} share only one (fold, seed) on {cohort}; the t-test needs two; "
-                         f"make more with: {_run_command(a, cohort)} and {_run_command(b, cohort)}")
+                         f"make more with: {_run_command(a, cohort, axes=ev.axes)} and "
+                         f"{_run_command(b, cohort, axes=ev.axes)}")
     tt = corrected_ttest(diffs["diff"].to_numpy(), ratio)
     boot = paired_bootstrap(pairs, n_resamples=n_resamples, seed=seed)
     missing = sorted({(s.seed, k) for s in ca.seeds for k in s.folds} ^ {(s.seed, k) for s in cb.seeds

@@ -221,3 +221,15 @@ def test_report_commands_of_a_view_carry_its_options(store):
                     "bench results import FILE --method x"]
     assert with_axes(["bench run --method snn --cohort BLCA"], Evaluation(store)) == [
         "bench run --method snn --cohort BLCA"]
+
+
+def test_compare_in_a_view_names_the_command_with_its_axis(store):
+    from bench.report.compare import Side, compare
+
+    ev = Evaluation(store, axes={"splits": "site"})
+    with pytest.raises(BenchError) as e:
+        compare(ev, Side("meanmil", ()), Side("snn", ()), BLCA)
+    assert str(e.value).endswith("make it with: bench run --method snn --cohort BLCA --set splits=site")
+    got = compare(Evaluation(store), Side("meanmil", ()), Side("meanmil", (("features", "uni"),)), BLCA,
+                  n_resamples=100)
+    assert got.diffs["diff"].tolist() == pytest.approx([1 / 3] * 5)  # the two stores, compared as two variants
