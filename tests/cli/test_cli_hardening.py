@@ -124,7 +124,7 @@ GRID = 'methods = ["meanmil"]\ncohorts = ["toy"]\nepochs = 1\n'
     ('workers = "many"\n', "bad value 'many' for 'workers' in grid {g}: an integer >= 1"),
     ("workers = 0\n", "bad value 0 for 'workers' in grid {g}: an integer >= 1"),
     ("features = 5\n", "bad value 5 for 'features' in grid {g}: 'auto', 'synthetic', a store name or a path to an "
-                       ".h5 store"),
+                       ".h5 store, or a list of them (the grid runs once per store), e.g. [\"resnet50\", \"uni_v2\"]"),
     ("seeds = [-1]\n", "bad value [-1] for 'seeds' in grid {g}: a list of seeds like [0, 1]; " + SEED_FIX),
     ('executor = "cloud"\n', "bad value 'cloud' for 'executor' in grid {g}: local, slurm or debug"),
     ('[slurm]\ntime = "long"\n', "bad value 'long' for 'slurm.time' in grid {g}: minutes, an integer >= 1"),
