@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench._core.config import Settings, parse_sets
+from bench._core.config import SPLIT_KINDS, Settings, parse_sets
 from bench._core.errors import BenchError
 from bench.metrics import horizon as mh
 from bench.metrics import survival as sm
@@ -153,8 +153,6 @@ AXES = ("splits", "features")
 def view_axes(splits: str | None = None, features: str | None = None) -> dict[str, str]:
     """The axis values a report is restricted to, defaults left out: ``splits=fixed`` and the default synthetic
     store (``features`` None, ``synthetic`` or ``default``) are what the unrestricted store shows."""
-    from bench._core.config import SPLIT_KINDS
-
     axes = {}
     if splits is not None and splits != "fixed":
         if splits not in SPLIT_KINDS:
