@@ -468,7 +468,9 @@ def build_calibration(ev: Evaluation, method: str, cohort: str, *, protocol: str
         fig = mh.plot_calibration(table["predicted"].to_numpy(), table["observed"].to_numpy(),
                                   observed_lo=table["observed_lo"].to_numpy(),
                                   observed_hi=table["observed_hi"].to_numpy(), horizon=tau,
-                                  label=_title(ev, method), title=title, size=CALIBRATION_SIZE)
+                                  label=_title(ev, method), size=CALIBRATION_SIZE)
+        # a figure title, not the axes' own: constrained layout keeps it on the canvas above the square axes
+        fig.suptitle(title, fontsize=PANEL_TITLE_FONT)
     return fig, {"cohort": short_name(cohort), "tau": tau, "seed": seed.seed, "n": int(table["n"].sum()),
                  "table": table.to_dict("records")}
 
