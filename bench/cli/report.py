@@ -93,13 +93,13 @@ def tables(
 
 def figures(
     fig: Annotated[str, typer.Option("--fig", help="6, 7, epochs, calibration or all.")] = "all",
-    format_: Annotated[str, typer.Option("--format", "-f", help="png, pdf or both (default: both, side by side).")
+    format_: Annotated[str, typer.Option("--format", "-f", help="png, pdf or both (side by side).")
                        ] = "both",
     out: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("figures"),
     method: Annotated[str | None, typer.Option(
         "--method", help="Method of Fig. 6/7 (default: CCL if stored, else the best stored method); "
                          "limits the per-epoch plots too; the calibration figures are of this method.")] = None,
-    protocol: Annotated[str, typer.Option(help="Epoch rule of Fig. 6/7: best-val or last.")] = "best-val",
+    protocol: Annotated[str, typer.Option(help="Epoch rule of Figs. 6-7, calibration: best-val or last.")] = "best-val",
     ttest: Annotated[str, typer.Option(help="Fig. 7 compares survival months of 'uncensored' patients "
                                             "(default) or of 'all' patients.")] = "uncensored",
     variant: Annotated[str, typer.Option(help="Variant to plot (default: default).")] = "default",
