@@ -92,28 +92,29 @@ def tables(
 
 
 def figures(
-    fig: Annotated[str, typer.Option("--fig", help="6, 7, epochs or all.")] = "all",
-    format_: Annotated[str, typer.Option("--format", "-f", help="png or pdf.")] = "png",
+    fig: Annotated[str, typer.Option("--fig", help="6, 7, epochs, calibration or all.")] = "all",
+    format_: Annotated[str, typer.Option("--format", "-f", help="png, pdf or both (side by side).")
+                       ] = "both",
     out: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("figures"),
     method: Annotated[str | None, typer.Option(
         "--method", help="Method of Fig. 6/7 (default: CCL if stored, else the best stored method); "
-                         "limits the per-epoch plots too.")] = None,
-    protocol: Annotated[str, typer.Option(help="Epoch rule of Fig. 6/7: best-val or last.")] = "best-val",
+                         "limits the per-epoch plots too; the calibration figures are of this method.")] = None,
+    protocol: Annotated[str, typer.Option(help="Epoch rule of Figs. 6-7, calibration: best-val or last.")] = "best-val",
     ttest: Annotated[str, typer.Option(help="Fig. 7 compares survival months of 'uncensored' patients "
                                             "(default) or of 'all' patients.")] = "uncensored",
     variant: Annotated[str, typer.Option(help="Variant to plot (default: default).")] = "default",
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
 ) -> None:
-    """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups) and per-epoch val C-index plots."""
+    """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups), per-epoch val C-index and calibration plots."""
     from bench.report.evaluation import check_protocol, parse_variant
     from bench.report.figures import FIGURES, FORMATS, choose_method, draw_figures
     from bench.report.render import check_out_folder
     from bench.report.tables import empty_store_message
 
     if fig not in (*FIGURES, "all"):
-        raise BenchError(f"bad --fig '{fig}': choose 6, 7, epochs or all")
-    if format_ not in FORMATS:
-        raise BenchError(f"bad --format '{format_}': choose png or pdf")
+        raise BenchError(f"bad --fig '{fig}': choose 6, 7, epochs, calibration or all")
+    if format_ not in (*FORMATS, "both"):
+        raise BenchError(f"bad --format '{format_}': choose png, pdf or both")
     check_protocol(protocol)
     check_out_folder(Path(out))
     settings, ev = load_evaluation(results)
