@@ -56,7 +56,8 @@ class ResidentBags:
     ``placement``: ``device`` keeps the store on the compute device (fp16 on a GPU); ``host`` keeps
     it in pinned host memory and copies one bag per iteration (for a cohort larger than the GPU's
     memory); ``auto`` picks ``device`` unless the store would take more than 70% of the free GPU
-    memory.
+    memory (and, through :func:`load_bags`, :class:`DiskBags` when it exceeds ``run.memory_share`` of
+    the available host memory).
     """
 
     memory_share: float | None = None  # the auto threshold it was chosen with (load_bags), for the manifest
@@ -113,7 +114,8 @@ class DiskBags:
     :meth:`prefetch` (called by :meth:`Batches.iterate`) starts a thread that reads the next ``depth``
     bags of the iteration order ahead of the loop; an error in it is raised where the bag is asked for.
     The file is opened once per process (a worker process reopens it) and checked before every read:
-    a store removed, replaced or truncated during a run is a clear error, never zeros.
+    a store removed, replaced or truncated during a run is a clear error, never zeros. NaN/inf rows are
+    reported (slide and patient named) when a patient's bag is first read, not when the bags are built.
     """
 
     placement = "disk"
