@@ -30,7 +30,7 @@ def coverage_table(cov: Coverage, shown: int = 5) -> Table:
     encoder = rec["encoder"] or "not named by the folder"
     notes = [f"Folder {rec['folder']} ({rec['layout']} layout): encoder {encoder}, {dim}, "
              f"{rec['files']} feature file(s) {' '.join(rec['formats'])}".rstrip() + "."]
-    if rec["slides"] == "dx":
+    if rec["selection"] == "dx":
         notes.append(f"Diagnostic slides only (--slides dx): {len(rec['skipped_slides'])} other slide(s) with a file "
                      f"left out; {len(rec['patients_without_slides'])} patient(s) without a diagnostic slide.")
     for key, what in (("missing_patients", "Missing patients"), ("missing_slides", "Missing slides"),

@@ -231,7 +231,7 @@ class Coverage:
             "encoder": self.encoder,
             "dim": self.dim,
             "formats": self.formats,
-            "slides": self.slides,
+            "selection": self.slides,  # all or dx
             **self._counts(np.arange(self.cohort.n_patients)),
             "files": self.match.n_files,
             "folds": self.folds(),
