@@ -301,7 +301,7 @@ def test_a_1536_d_store_trains_every_method_for_one_epoch(toy_factory, tmp_path)
     info = import_features(co, tmp_path / "release", dest)
     assert (info.dim, info.encoder) == (1536, "uni_v2")
     for m in all_methods():
-        plan = plan_run(toy.settings, m.name, "toy", folds=[0], epochs=1, features="uni_v2")
+        plan = plan_run(toy.settings, m.name, "toy", folds=[0], epochs=1, features="uni_v2", sets={"grad_accum": 1})
         execute(plan)
         manifest = read_manifest(plan.dir(0))
         assert manifest is not None and manifest["status"] == "complete", m.name
