@@ -43,10 +43,9 @@ def data_import(
     check_slides(slides)
     if name is not None:
         check_store_name(name, "--name")
-    elif encoder is not None:
-        check_store_name(encoder, "--encoder")
     cov = feature_coverage(co, features, encoder=encoder, slides=slides, expected_dim=dim)
-    recorded = encoder or cov.encoder or "resnet50"
+    # the encoder folder's name where there is one (--encoder may name the folder by its path), else --encoder
+    recorded = cov.encoder or encoder or "resnet50"
     store_name = check_store_name(name if name is not None else recorded, "--name" if name is not None else "--encoder")
     if store_name.startswith("synthetic"):
         raise BenchError("store names starting with 'synthetic' are reserved for synthetic stores; pick another --name")

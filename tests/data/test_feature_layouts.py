@@ -123,6 +123,27 @@ def test_each_layout_imports_exactly_the_cohort_slides(toy_factory, tmp_path, la
     assert info.source == str(files_folder(root, layout if layout != "clam" else "flat").resolve())
 
 
+def test_import_of_a_root_of_two_encoders(toy, tmp_path):
+    co = load_cohort(toy.settings, "toy")
+    root = tmp_path / "trident_out"
+    build_tree(co, root, "trident", encoder="uni_v1", dim=8)
+    truth = build_tree(co, root, "trident", encoder="conch_v15", dim=4, seed=1)
+    code, out, err = _cli("data", "import", "--cohort", "toy", "--features", str(root))
+    assert (code, out) == (2, "")
+    assert err.strip().splitlines() == [
+        f"error: {root} holds features of 2 encoders: conch_v15 ({TRIDENT}/features_conch_v15), uni_v1 "
+        f"({TRIDENT}/features_uni_v1); choose one with --encoder NAME"]
+    assert not (toy.root / "features").exists()
+    # by the folder's path: the store is still named after the encoder
+    code, out, err = _cli("data", "import", "--cohort", "toy", "--features", str(root), "--encoder",
+                          f"{TRIDENT}/features_conch_v15")
+    assert code == 0, err
+    info = read_info(toy.root / "features" / "tcga_toy" / "conch_v15.h5")
+    assert (info.encoder, info.dim, info.n_slides) == ("conch_v15", 4, co.n_slides)
+    sid = co.slides[0][0]
+    np.testing.assert_allclose(read_slide(info, sid), truth[sid], atol=2e-3, rtol=2e-3)
+
+
 def test_names_match_case_insensitively(toy, tmp_path):
     co = load_cohort(toy.settings, "toy")
     truth = build_tree(co, tmp_path / "f", "flat")

@@ -310,8 +310,8 @@ def import_features(
         cohort: the cohort the slides belong to.
         folder: the folder given, in any layout of :mod:`bench.data.features.layouts`.
         dest: the store to write (atomically: nothing is left behind on an error).
-        encoder: the encoder folder to read where there are several, and the name recorded; default: the
-            name of the encoder folder, else ``unknown``.
+        encoder: the encoder folder to read where there are several (by name or path under ``folder``); the
+            name recorded is the encoder folder's, else ``encoder``, else ``unknown``.
         allow_missing: drop the patients lacking a slide (recorded in the store) instead of refusing.
         expected_dim: the feature dimension the files must have.
         dtype: the stored dtype (float16 or float32), recorded in the store.
@@ -364,7 +364,7 @@ def import_features(
         dim=dim,
         synthetic=False,
         source=str(cov.layout.folder.resolve()),
-        encoder=encoder or cov.encoder or "unknown",
+        encoder=cov.encoder or encoder or "unknown",
         params=params,
         dropped_patients=dropped if allow_missing else [],
         dtype=dtype,
