@@ -18,7 +18,8 @@ ENCODER_HELP = ("Encoder folder to read where the folder holds several, and the 
 
 def data_import(
     cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort the slides belong to.")],
-    features: Annotated[Path, typer.Option("--features", help="Folder of CLAM .pt or CLAM/TRIDENT .h5 files.")],
+    features: Annotated[Path, typer.Option("--features", help="Folder of CLAM .pt or CLAM/TRIDENT .h5 files "
+                                           "(flat, CLAM, <encoder>/ or TRIDENT layout).")],
     name: Annotated[str | None, typer.Option(help="Store name (default: the encoder name).")] = None,
     encoder: Annotated[str | None, typer.Option(help=ENCODER_HELP + " Else resnet50.")] = None,
     dim: Annotated[int | None, typer.Option(help="Expected feature dimension (checked).")] = None,
@@ -86,6 +87,8 @@ def data_coverage(
     if format_ not in ("text", "markdown", "json"):
         raise BenchError(f"unknown format '{format_}'; choose text, markdown or json")
     check_slides(slides)
+    if shown < 0:
+        raise BenchError(f"bad --shown {shown}: how many missing patients, slides and files to name (0 or more)")
     settings = load_settings()
     names = _cohort_names(settings, cohort)
     covs = [feature_coverage(load_cohort(settings, n), features, encoder=encoder, slides=slides) for n in names]

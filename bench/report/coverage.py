@@ -36,7 +36,8 @@ def coverage_table(cov: Coverage, shown: int = 5) -> Table:
     for key, what in (("missing_patients", "Missing patients"), ("missing_slides", "Missing slides"),
                       ("unmatched_files", "Files matching no slide")):
         items = [p.rsplit("/", 1)[-1] for p in rec[key]] if key == "unmatched_files" else rec[key]
-        notes.append(f"{what} ({len(items)}): {_first(items, shown)}." if items else f"{what}: none.")
+        listed = f": {_first(items, shown)}" if shown else ""
+        notes.append(f"{what} ({len(items)}){listed}." if items else f"{what}: none.")
     notes += [f"Ambiguous: {a}." for a in rec["ambiguities"]]
     return Table(name=f"coverage_{short_name(cov.cohort.name)}",
                  title=f"Feature coverage — {short_name(cov.cohort.name)}", blocks=[block], notes=notes)
