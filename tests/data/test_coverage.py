@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
-from feature_trees import add_other_cohort, build_tree, edit_table, files_folder, write_h5
+from feature_trees import LAYOUTS, add_other_cohort, build_tree, edit_table, files_folder, write_h5
 from test_import_hardening import _cli
 
 from bench._core.errors import BenchError
@@ -46,8 +46,9 @@ def _expected_folds(toy, lacking: set[str]) -> list[dict]:
     return out
 
 
-def test_coverage_per_fold_matches_the_split_files(toy, tmp_path):
-    co, root, skip, stray = _release(toy, tmp_path)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_coverage_per_fold_matches_the_split_files(toy, tmp_path, layout):
+    co, root, skip, stray = _release(toy, tmp_path, layout)
     cov = feature_coverage(co, root)
     assert cov.folds() == _expected_folds(toy, set(skip))
     rec = cov.record()
@@ -56,8 +57,9 @@ def test_coverage_per_fold_matches_the_split_files(toy, tmp_path):
     assert rec["unmatched_files"] == [str(stray)]
     assert (rec["patients_covered"], rec["patients"]) == (co.n_patients - 3, co.n_patients)
     assert (rec["slides_covered"], rec["slides"]) == (co.n_slides - len(skip), co.n_slides)
-    assert (rec["encoder"], rec["dim"], rec["layout"], rec["files"]) == ("uni_v1", 16, "trident",
-                                                                         co.n_slides - len(skip) + 1)
+    n_files = (co.n_slides - len(skip)) * (2 if layout == "clam" else 1) + 1  # CLAM: h5_files/ and pt_files/; stray
+    kind, encoder = {"flat": ("flat", None), "clam": ("flat", None)}.get(layout, (layout, "uni_v1"))
+    assert (rec["encoder"], rec["dim"], rec["layout"], rec["files"]) == (encoder, 16, kind, n_files)
 
 
 def test_coverage_reads_headers_only(toy, tmp_path, monkeypatch):
