@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pad_sequence
 from bench._core.errors import BenchError
 from bench.api.model import Batch, InputDims
 from bench.data.cohort import GROUP_NAMES, Cohort, Fold
+from bench.data.features.layouts import wanted_slides
 from bench.data.features.store import StoreInfo, read_features
 
 #: The placements of a cohort's features (``run.placement``).
@@ -334,7 +335,9 @@ def patient_rows(info: StoreInfo, cohort: Cohort) -> tuple[np.ndarray, np.ndarra
     starts = np.full(cohort.n_patients, -1, dtype=np.int64)
     lengths = np.zeros(cohort.n_patients, dtype=np.int64)
     split: dict[int, list[tuple[int, int]]] = {}
-    for i, (case_id, slide_ids) in enumerate(zip(cohort.case_ids, cohort.slides, strict=True)):
+    # a store imported with --slides dx holds the diagnostic slides only: a bag is those
+    kept = wanted_slides(cohort, info.params.get("slides", "all"))
+    for i, (case_id, slide_ids) in enumerate(zip(cohort.case_ids, kept, strict=True)):
         if case_id in dropped:
             continue
         lacking = [s for s in slide_ids if s not in index]
