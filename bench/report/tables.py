@@ -103,6 +103,8 @@ def summary_text(s: Summary | None, max_seeds: int = 1, p_value: bool = False) -
         return MISSING
     if p_value:
         text = format_p(s.mean)
+    elif math.isnan(s.mean):
+        text = "n/a"
     elif s.low is not None and s.high is not None:
         text = f"{fmt(s.mean)} [{fmt(s.low)}, {fmt(s.high)}]"
     elif s.std is not None:
