@@ -487,8 +487,10 @@ _METRIC_NOTES = {
                 "as for Harrell's C, concordant when S_i(T_i) < S_j(T_i) (1/2 within 1e-8), each patient's risk read "
                 "from the curves at the earlier time T_i, not from the stored risk; curves = the stored 4-bin "
                 "survival columns as a step function dropping to S_k at the upper edge of bin k "
-                "(bench.metrics.horizon.antolini_cindex). Beside Harrell's and Uno's C it shows how much the "
-                "C-index definition alone moves a number.",
+                "(bench.metrics.horizon.antolini_cindex). With 4 bins many pairs tie (every curve is 1 before the "
+                "first inner edge, so a pair whose earlier time lies there always ties); a tie counts 1/2, which "
+                "pulls the value toward 0.5. Beside Harrell's and Uno's C it shows how much the C-index "
+                "definition alone moves a number.",
     "dcal_p": "Haider et al. (JMLR 2020) D-calibration: S_i(T_i) of every validation patient (step rule) in 10 equal "
               "bins, a censored patient's unit spread over the bins below S_i(c_i) as in the paper; the five folds' "
               "histograms are pooled (the out-of-fold predictions, each fold at its selected epoch) and tested once, "
