@@ -269,5 +269,9 @@ def test_cli_style_paper_and_bad_style(toy):
                                    "--metric", "antolini"])
     assert res.exit_code == 0, res.output
     assert r"\multicolumn{6}{c}{Datasets}" in res.output and "Antolini" in res.output
+    every = CliRunner().invoke(app, ["tables", "--table", "1", "--metric", "all", "--format", "csv",
+                                     "--bootstrap", "100"])
+    assert every.exit_code == 0, every.output
+    assert all(f"table1_best-val_{m}," in every.output for m in METRICS)  # one CSV table per metric
     bad = CliRunner().invoke(app, ["tables", "--style", "journal"])
     assert "unknown style 'journal'; choose one of default, paper" in str(bad.exception)  # main() exits 2
