@@ -57,20 +57,23 @@ def tables(
                                                 help="Paper value, difference and selection optimism.")] = False,
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
     metric: Annotated[list[str] | None, typer.Option(
-        "--metric", help="cindex (default), uno, ibs, ibs_km, ibs_skill, auc or pooled; repeatable (Tables I, III, "
-                         "IV).")] = None,
+        "--metric", help="cindex (default), uno, antolini, ibs, ibs_km, ibs_skill, auc, brier_12, brier_36, "
+                         "brier_60, dcal_p, pooled or all; repeatable (Tables I, III, IV).")] = None,
+    style: Annotated[str, typer.Option(help="default, or paper: each table in the CCL paper's layout (Methods | "
+                                            "Modality, a Datasets header, Overall, p-values as a×10^-b).")] = "default",
     variant: Annotated[str, typer.Option(help="Variant of Tables I-II, e.g. epochs=2 (default: default).")] = "default",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
 ) -> None:
     """Tables I-IV of the CCL paper, computed from the prediction store only."""
-    from bench.report.evaluation import check_metric, parse_variant
-    from bench.report.render import check_format, check_out_folder, render, write_tables
+    from bench.report.evaluation import METRICS, check_metric, parse_variant
+    from bench.report.render import check_format, check_out_folder, check_style, render, write_tables
     from bench.report.tables import TABLES, build_tables, empty_store_message, project_options
 
     if table not in (*TABLES, "all"):
         raise BenchError(f"bad --table '{table}': choose 1, 2, 3, 4 or all")
     fmt = check_format(format_)
-    metrics = [check_metric(m).name for m in (metric or ["cindex"])]
+    metrics = list(METRICS) if "all" in (metric or []) else [check_metric(m).name for m in (metric or ["cindex"])]
+    check_style(style)
     if bootstrap < 100:
         raise BenchError(f"bad --bootstrap {bootstrap}: use at least 100 resamples")
     protocols = _protocols(protocol)
@@ -81,7 +84,7 @@ def tables(
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
-    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap)
+    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap, style=style)
     built = build_tables(ev, table, protocols, metrics, opts, parse_variant(variant))
     if out is not None:
         write_tables(built, Path(out), fmt, _echo)
