@@ -120,7 +120,9 @@ RUN_KEYS: dict[str, Key] = {
     "seed": Key(int, 0, check=_seed, help=SEED_HELP),
     "device": Key(str, "auto", choices=("auto", "cpu", "cuda")),
     "features": Key(str, "auto", help="'auto', 'synthetic', a store name or a path to an .h5 store"),
-    "placement": Key(str, "auto", choices=("auto", "device", "host")),
+    "placement": Key(str, "auto", choices=("auto", "device", "host", "disk")),
+    # auto: the store stays on disk (streamed, bag by bag) when it exceeds this share of the available host memory
+    "memory_share": Key(float, 0.5, check=lambda x: 0 < x <= 1, help="a share of the available memory, 0 < x <= 1"),
 }
 
 SYNTHETIC_KEYS: dict[str, Key] = {

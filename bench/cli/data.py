@@ -1,5 +1,5 @@
-"""``bench data``: a cohort's feature stores (``import``, ``synth``), its inner validation splits
-(``inner-splits``), its audit (``audit``) and site-preserved splits (``site-splits``)."""
+"""``bench data``: a cohort's feature stores (``import``, ``synth``), a feature folder's ``coverage``, its inner
+validation splits (``inner-splits``), its audit (``audit``) and site-preserved splits (``site-splits``)."""
 
 from __future__ import annotations
 
@@ -11,35 +11,52 @@ import typer
 from bench._core.errors import BenchError
 from bench.cli.common import console, load_settings
 
+SLIDES_HELP = "Slides to import: all, or dx (diagnostic slides only, -DX in the name; recorded)."
+ENCODER_HELP = ("Encoder folder to read where the folder holds several, and the name recorded (default: the "
+                "folder's name).")
+
 
 def data_import(
     cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort the slides belong to.")],
-    features: Annotated[Path, typer.Option("--features", help="Folder of CLAM .pt or CLAM/TRIDENT .h5 files.")],
+    features: Annotated[Path, typer.Option("--features", help="Folder of CLAM .pt or CLAM/TRIDENT .h5 files "
+                                           "(flat, CLAM, <encoder>/ or TRIDENT layout).")],
     name: Annotated[str | None, typer.Option(help="Store name (default: the encoder name).")] = None,
-    encoder: Annotated[str, typer.Option(help="Encoder that made the features (recorded).")] = "resnet50",
+    encoder: Annotated[str | None, typer.Option(help=ENCODER_HELP + " Else resnet50.")] = None,
     dim: Annotated[int | None, typer.Option(help="Expected feature dimension (checked).")] = None,
     dtype: Annotated[str, typer.Option(help="Stored dtype: float16 or float32.")] = "float16",
     allow_missing_slides: Annotated[bool, typer.Option("--allow-missing-slides",
                                                        help="Drop patients lacking a slide (recorded).")] = False,
+    slides: Annotated[str, typer.Option("--slides", help=SLIDES_HELP)] = "all",
     force: Annotated[bool, typer.Option("--force", help="Replace an existing store of that name.")] = False,
 ) -> None:
-    """Convert a folder of per-slide features into the cohort's contiguous feature store."""
+    """Convert a folder of per-slide features into the cohort's contiguous feature store (prints its coverage first)."""
     from bench.data.cohort import load_cohort
     from bench.data.features import check_store_name, cohort_store_dir
-    from bench.data.features.importer import import_features
+    from bench.data.features.importer import feature_coverage, import_features
+    from bench.data.features.layouts import check_slides
+    from bench.report.coverage import coverage_table
+    from bench.report.render import render
 
     settings = load_settings()
     co = load_cohort(settings, cohort)
     if dtype not in ("float16", "float32"):
         raise BenchError(f"bad --dtype '{dtype}': float16 or float32")
-    store_name = check_store_name(name if name is not None else encoder, "--name" if name is not None else "--encoder")
+    check_slides(slides)
+    if name is not None:
+        check_store_name(name, "--name")
+    cov = feature_coverage(co, features, encoder=encoder, slides=slides, expected_dim=dim)
+    # the encoder folder's name where there is one (--encoder may name the folder by its path), else --encoder
+    recorded = cov.encoder or encoder or "resnet50"
+    store_name = check_store_name(name if name is not None else recorded, "--name" if name is not None else "--encoder")
     if store_name.startswith("synthetic"):
         raise BenchError("store names starting with 'synthetic' are reserved for synthetic stores; pick another --name")
     dest = cohort_store_dir(settings, co.name) / f"{store_name}.h5"
     if dest.exists() and not force:
         raise BenchError(f"{dest} exists; pass --force to replace it or choose another --name")
-    info = import_features(co, features, dest, encoder=encoder, allow_missing=allow_missing_slides,
-                           expected_dim=dim, dtype=dtype,
+    if cov.match.files:  # (with no file matched, the import's error says why; no empty table first)
+        console.print(render(coverage_table(cov), "terminal").rstrip("\n"), markup=False)
+    info = import_features(co, features, dest, encoder=recorded, allow_missing=allow_missing_slides,
+                           expected_dim=dim, dtype=dtype, slides=slides, coverage=cov,
                            notify=lambda line: console.print(line, style="yellow", markup=False))
     console.print(f"wrote {info.path}: {info.n_slides} slides, {info.n_patches} patches x {info.dim} ({info.dtype}), "
                   f"real features from {features}")
@@ -47,6 +64,49 @@ def data_import(
         shown = ", ".join(info.dropped_patients[:10]) + (" ..." if len(info.dropped_patients) > 10 else "")
         console.print(f"[yellow]dropped {len(info.dropped_patients)} patient(s) with missing slides (recorded in the "
                       f"store): {shown}[/]")
+
+
+def data_coverage(
+    features: Annotated[Path, typer.Option("--features", help="Folder of feature files, in any supported layout.")],
+    cohort: Annotated[str, typer.Option("--cohort", "-c", help="Cohort(s), comma-separated, or 'all'.")] = "all",
+    encoder: Annotated[str | None, typer.Option(help="Encoder folder to read where the folder holds several.")] = None,
+    slides: Annotated[str, typer.Option("--slides", help="Slides to count: all, or dx (diagnostic only).")] = "all",
+    shown: Annotated[int, typer.Option(help="Missing patients/slides and unmatched files named (JSON: all).")] = 5,
+    format_: Annotated[str, typer.Option("--format", "-f", help="text, markdown or json.")] = "text",
+) -> None:
+    """Which split patients and slides a feature folder covers, per cohort and fold, from file headers only."""
+    import json
+    import sys
+
+    from bench.data.cohort import load_cohort, short_name
+    from bench.data.features.importer import feature_coverage
+    from bench.data.features.layouts import check_slides, foreign_files_message
+    from bench.report.coverage import coverage_table
+    from bench.report.render import render
+
+    if format_ not in ("text", "markdown", "json"):
+        raise BenchError(f"unknown format '{format_}'; choose text, markdown or json")
+    check_slides(slides)
+    if shown < 0:
+        raise BenchError(f"bad --shown {shown}: how many missing patients, slides and files to name (0 or more)")
+    settings = load_settings()
+    names = _cohort_names(settings, cohort)
+    covs = [feature_coverage(load_cohort(settings, n), features, encoder=encoder, slides=slides) for n in names]
+    if not any(c.match.files for c in covs) and covs and covs[0].layout.files:
+        if len(covs) == 1:
+            raise BenchError(foreign_files_message(covs[0].cohort, covs[0].layout.folder, covs[0].layout.files))
+        raise BenchError(f"0 of {covs[0].match.n_files} feature files in {covs[0].layout.folder} match a slide of "
+                         f"any cohort ({', '.join(short_name(n) for n in names)}); name the files by slide id "
+                         "(TCGA-XX-XXXX-01Z-00-DX1[.<UUID>].h5)")
+    if len(covs) > 1:  # a file is unmatched when it matches no slide of any cohort shown
+        unmatched = set.intersection(*(set(c.match.unmatched) for c in covs))
+        for c in covs:
+            c.match.unmatched = sorted(unmatched)
+    if format_ == "json":
+        sys.stdout.write(json.dumps([c.record() for c in covs], indent=2) + "\n")
+    else:
+        fmt = "terminal" if format_ == "text" else "markdown"
+        sys.stdout.write("\n\n".join(render(coverage_table(c, shown), fmt).rstrip("\n") for c in covs) + "\n")
 
 
 def data_synth(
@@ -170,8 +230,9 @@ def data_site_splits(
 
 
 def register(data_app: typer.Typer) -> None:
-    """Add ``import``, ``synth``, ``inner-splits``, ``audit`` and ``site-splits`` to the ``bench data`` sub-app."""
+    """Add ``import``, ``coverage``, ``synth``, ``inner-splits``, ``audit`` and ``site-splits`` to ``bench data``."""
     data_app.command("import")(data_import)
+    data_app.command("coverage")(data_coverage)
     data_app.command("synth")(data_synth)
     data_app.command("inner-splits")(data_inner_splits)
     data_app.command("audit")(data_audit)

@@ -17,8 +17,22 @@ def perf(
     naive: Annotated[bool, typer.Option(help="Also time the published data path (per-slide reads).")] = True,
     iters: Annotated[int | None, typer.Option(help="Timed training iterations per mode.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as JSON.")] = None,
+    placement: Annotated[str | None, typer.Option(
+        help="Instead of methods, time these feature placements (comma-separated: disk, host, device) on one "
+             "synthetic store larger than --memory-limit-mb: bags/s, MiB/s, memory growth.")] = None,
+    memory_limit_mb: Annotated[int, typer.Option(help="With --placement: the benchmark's own memory limit.")] = 64,
+    store_mb: Annotated[int, typer.Option(help="With --placement: the synthetic store's size (> the limit).")] = 128,
 ) -> None:
     """Time methods on a synthetic cohort: train/eval patients per second, 5-fold wall time, memory, speed-up."""
+    if placement is not None:
+        from bench.tools.perf_placement import parse_placements, run_placement_perf, write_placement_json
+
+        found, where = run_placement_perf(load_settings(), parse_placements(placement), memory_limit_mb, store_mb,
+                                          device, log=lambda s: console.print(s, markup=False))
+        if json_out:
+            write_placement_json(json_out, found, where)
+            console.print(f"wrote {json_out}", markup=False)
+        return
     from bench.tools.perf import run_perf, write_json
 
     results, machine = run_perf(load_settings(), method or ["ccl"], profile, device, naive=naive, iters=iters,

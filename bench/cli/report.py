@@ -73,22 +73,25 @@ def tables(
                                                 help="Paper value, difference and selection optimism.")] = False,
     results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
     metric: Annotated[list[str] | None, typer.Option(
-        "--metric", help="cindex (default), uno, ibs, ibs_km, ibs_skill, auc or pooled; repeatable (Tables I, III, "
-                         "IV).")] = None,
+        "--metric", help="cindex (default), uno, antolini, ibs, ibs_km, ibs_skill, auc, brier_12, brier_36, "
+                         "brier_60, dcal_p, pooled or all; repeatable (Tables I, III, IV).")] = None,
+    style: Annotated[str, typer.Option(help="default, or paper: each table in the CCL paper's layout (Methods | "
+                                            "Modality, a Datasets header, Overall, p-values as a×10^-b).")] = "default",
     variant: Annotated[str, typer.Option(help="Variant of Tables I-II, e.g. epochs=2 (default: default).")] = "default",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
     splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "fixed",
     features: Annotated[str | None, typer.Option(help=FEATURES_HELP)] = None,
 ) -> None:
     """Tables I-IV of the CCL paper, computed from the prediction store only."""
-    from bench.report.evaluation import check_metric, parse_variant
-    from bench.report.render import check_format, check_out_folder, render, write_tables
+    from bench.report.evaluation import METRICS, check_metric, parse_variant
+    from bench.report.render import check_format, check_out_folder, check_style, render, write_tables
     from bench.report.tables import TABLES, build_tables, empty_store_message, project_options
 
     if table not in (*TABLES, "all"):
         raise BenchError(f"bad --table '{table}': choose 1, 2, 3, 4 or all")
     fmt = check_format(format_)
-    metrics = [check_metric(m).name for m in (metric or ["cindex"])]
+    metrics = list(METRICS) if "all" in (metric or []) else [check_metric(m).name for m in (metric or ["cindex"])]
+    check_style(style)
     if bootstrap < 100:
         raise BenchError(f"bad --bootstrap {bootstrap}: use at least 100 resamples")
     protocols = _protocols(protocol)
@@ -99,7 +102,7 @@ def tables(
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
-    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap)
+    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap, style=style)
     built = build_tables(ev, table, protocols, metrics, opts, parse_variant(variant))
     for t in built:
         t.commands = with_axes(t.commands, ev)
@@ -115,13 +118,14 @@ def tables(
 
 
 def figures(
-    fig: Annotated[str, typer.Option("--fig", help="6, 7, epochs or all.")] = "all",
-    format_: Annotated[str, typer.Option("--format", "-f", help="png or pdf.")] = "png",
+    fig: Annotated[str, typer.Option("--fig", help="6, 7, epochs, calibration or all.")] = "all",
+    format_: Annotated[str, typer.Option("--format", "-f", help="png, pdf or both (side by side).")
+                       ] = "both",
     out: Annotated[Path, typer.Option(help="Folder for the figures.")] = Path("figures"),
     method: Annotated[str | None, typer.Option(
         "--method", help="Method of Fig. 6/7 (default: CCL if stored, else the best stored method); "
-                         "limits the per-epoch plots too.")] = None,
-    protocol: Annotated[str, typer.Option(help="Epoch rule of Fig. 6/7: best-val or last.")] = "best-val",
+                         "limits the per-epoch plots too; the calibration figures are of this method.")] = None,
+    protocol: Annotated[str, typer.Option(help="Epoch rule of Figs. 6-7, calibration: best-val or last.")] = "best-val",
     ttest: Annotated[str, typer.Option(help="Fig. 7 compares survival months of 'uncensored' patients "
                                             "(default) or of 'all' patients.")] = "uncensored",
     variant: Annotated[str, typer.Option(help="Variant to plot (default: default).")] = "default",
@@ -129,16 +133,16 @@ def figures(
     splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "fixed",
     features: Annotated[str | None, typer.Option(help=FEATURES_HELP)] = None,
 ) -> None:
-    """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups) and per-epoch val C-index plots."""
+    """Fig. 6 (Kaplan-Meier), Fig. 7 (t-test of risk groups), per-epoch val C-index and calibration plots."""
     from bench.report.evaluation import check_protocol, parse_variant
     from bench.report.figures import FIGURES, FORMATS, choose_method, draw_figures
     from bench.report.render import check_out_folder
     from bench.report.tables import empty_store_message
 
     if fig not in (*FIGURES, "all"):
-        raise BenchError(f"bad --fig '{fig}': choose 6, 7, epochs or all")
-    if format_ not in FORMATS:
-        raise BenchError(f"bad --format '{format_}': choose png or pdf")
+        raise BenchError(f"bad --fig '{fig}': choose 6, 7, epochs, calibration or all")
+    if format_ not in (*FORMATS, "both"):
+        raise BenchError(f"bad --format '{format_}': choose png, pdf or both")
     check_protocol(protocol)
     check_out_folder(Path(out))
     settings, ev = load_evaluation(results, splits, features)

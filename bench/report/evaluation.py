@@ -42,6 +42,11 @@ DEFAULT: Overrides = ()
 DEFAULT_FOLDS = 5
 #: Uno's C is truncated at this quantile of the training fold's follow-up; the grid of AUC and IBS ends there too.
 UNO_QUANTILE = 0.8
+#: Fixed Brier horizons in months (1, 3 and 5 years): metrics brier_12, brier_36, brier_60.
+BRIER_MONTHS = (12, 36, 60)
+#: Curve rule of Antolini's C, D-calibration and the fixed-horizon Brier scores (bench.metrics.horizon.curve_at).
+CURVE_RULE = "step"
+DCAL_BINS = 10
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class MetricInfo:
     label: str
     higher_is_better: bool
     pooled: bool  # computed on the pooled out-of-fold predictions rather than per fold
+    p_value: bool = False  # a test's p (shown as 1.2e-3, not ranked, no Overall mean)
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -62,6 +68,12 @@ METRICS: dict[str, MetricInfo] = {
     "ibs_skill": MetricInfo("ibs_skill", "IBS skill score 1 − IBS / IBS_KM (> 0 beats Kaplan–Meier)", True, False),
     "auc": MetricInfo("auc", "mean time-dependent AUC of the risk on the cohort's fixed grid", True, False),
     "pooled": MetricInfo("pooled", "pooled out-of-fold Harrell's C with bootstrap 95% CI", True, True),
+    "antolini": MetricInfo("antolini", "Antolini's time-dependent C of the stored survival curves (risk from the "
+                           "curve: S_i(T_i) by the step rule)", True, False),
+    "dcal_p": MetricInfo("dcal_p", "D-calibration p of the pooled out-of-fold histogram (10 bins; higher = no "
+                         "evidence of miscalibration)", True, True, p_value=True),
+    **{f"brier_{h}": MetricInfo(f"brier_{h}", f"Brier score at {h} months (lower is better)", False, False)
+       for h in BRIER_MONTHS},
 }
 
 
@@ -226,6 +238,14 @@ class FoldEval:
             return None
         return rows[cols].to_numpy(dtype=float)
 
+    def curves(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(surv [n, K], edges [K + 1])`` of ``rows``' stored survival curves, or None where either is missing
+        or they do not fit together."""
+        surv, edges = self.surv(rows), self.edges
+        if surv is None or edges is None or len(edges) != surv.shape[1] + 1:
+            return None
+        return surv, edges
+
 
 def _labels(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return rows["survival_months"].to_numpy(dtype=float), rows["censorship"].to_numpy(dtype=float)
@@ -267,31 +287,71 @@ class SeedRuns:
         return pd.concat([f.val() for f in self.ordered()], ignore_index=True)
 
     def fold_metric(self, k: int, metric: str) -> float:
-        """One fold's value of a per-fold metric (NaN where it cannot be computed)."""
+        """One fold's value of a per-fold metric (NaN where it cannot be computed). ``dcal_p`` here is the fold's
+        own D-calibration p (tables show the pooled one, :meth:`dcal_pooled`)."""
         f = self.folds[k]
         if metric == "cindex":
             return f.cindex
         val = f.val()
+        time, cens = _labels(val)
+        if metric in ("antolini", "dcal_p"):  # no training labels needed
+            curves = f.curves(val)
+            if curves is None:
+                return float("nan")
+            try:
+                if metric == "antolini":
+                    return mh.antolini_cindex(time, cens, *curves, rule=CURVE_RULE)
+                return mh.d_calibration(mh.curve_at_own_time(*curves, time, CURVE_RULE), cens, DCAL_BINS)[2]
+            except (BenchError, ValueError):
+                return float("nan")
         train = self.training_labels(k)
         if train is None:
             return float("nan")
-        time, cens = _labels(val)
         risk = val["risk"].to_numpy(dtype=float)
         try:
             if metric == "uno":
                 return mh.uno_at(*train, time, cens, risk, mh.horizon(*train, quantile=UNO_QUANTILE))
+            if metric.startswith("brier_"):
+                return self._brier(f, val, train, float(metric.split("_")[1]))
             grid = self.grid()
             if grid is None:
                 return float("nan")
             if metric == "auc":
                 return mh.time_auc(*train, time, cens, risk, grid)[1]
-            surv, edges = f.surv(val), f.edges
-            if surv is None or edges is None or len(edges) != surv.shape[1] + 1:
+            curves = f.curves(val)
+            if curves is None:
                 return float("nan")
-            model, ref, skill = mh.ibs_skill(*train, time, cens, mh.curve_at(surv, edges, grid), grid)
+            model, ref, skill = mh.ibs_skill(*train, time, cens, mh.curve_at(*curves, grid), grid)
         except (BenchError, ValueError):  # no comparable pair, no event inside the grid ...
             return float("nan")
         return {"ibs": model, "ibs_km": ref, "ibs_skill": skill}[metric]
+
+    @staticmethod
+    def _brier(f: FoldEval, val: pd.DataFrame, train: tuple[np.ndarray, np.ndarray], months: float) -> float:
+        """Brier score at ``months``; NaN unless the horizon lies within the training fold's follow-up (at most its
+        tau, the UNO_QUANTILE quantile of the training times) and inside the validation range scikit-survival can
+        score (:func:`bench.metrics.horizon.brier_horizons`)."""
+        curves = f.curves(val)
+        if curves is None or months > mh.horizon(*train, quantile=UNO_QUANTILE):
+            return float("nan")
+        time, cens = _labels(val)
+        scores = mh.brier_horizons(*train, time, cens, *curves, horizons=(months,), rule=CURVE_RULE)
+        return float(scores["brier"].iloc[0])
+
+    def dcal_pooled(self) -> float:
+        """D-calibration p of the pooled out-of-fold histogram: every fold's ``S_i(T_i)`` (its own curves and bin
+        edges) in one histogram, one chi-square test; NaN if a fold has no stored curves. The histogram is a sum
+        over patients, so this is the test of the folds' histograms added up."""
+        own, cens = [], []
+        for f in self.ordered():
+            val = f.val()
+            curves = f.curves(val)
+            if curves is None:
+                return float("nan")
+            t, c = _labels(val)
+            own.append(mh.curve_at_own_time(*curves, t, CURVE_RULE))
+            cens.append(c)
+        return mh.d_calibration(np.concatenate(own), np.concatenate(cens), DCAL_BINS)[2]
 
     def grid(self) -> np.ndarray | None:
         """The cohort's fixed evaluation grid (:func:`bench.metrics.horizon.evaluation_grid`) from this seed's
@@ -390,6 +450,10 @@ class Cell:
     def _summary(self, metric: MetricInfo, n_resamples: int, boot_seed: int) -> Summary:
         used = self.used
         n_folds = len(used[0].folds)
+        if metric.name == "dcal_p":  # a p per seed; several seeds: their median (as Table II's p-values)
+            values = [s.dcal_pooled() for s in used]
+            spread = mean_std(values)[1] if len(values) > 1 else None
+            return Summary(float(np.median(values)), None, spread, len(used), n_folds, self.expected_folds)
         if metric.pooled:
             values, lows, highs = [], [], []
             for s in used:

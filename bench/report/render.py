@@ -5,10 +5,16 @@ from) and the commands that would fill its missing cells, plus a tidy frame of t
 for CSV. Cells that carry an emphasis are rendered bold (best) or underlined (second best):
 ``**x**`` / ``<u>x</u>`` in Markdown, ``\\textbf{x}`` / ``\\underline{x}`` in LaTeX, ANSI bold /
 underline on a colour terminal, plain otherwise.
+
+A block may carry a row of spanning headers above its headers (``super_headers``, e.g. the paper's
+"Datasets" over the cohort columns): a ``\\multicolumn`` row in LaTeX, the header row in Markdown with
+the headers as a first (bold) row below it, a first header line on the terminal. A table in the
+``paper`` style writes the p-values in its cells as ``a×10^-b`` (``$a\\times10^{-b}$`` in LaTeX).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +28,8 @@ from bench._core.files import write_text
 FORMATS = ("terminal", "markdown", "latex", "csv")
 EXTENSIONS = {"terminal": "txt", "markdown": "md", "latex": "tex", "csv": "csv"}
 MISSING = "—"
+STYLES = ("default", "paper")
+_SCI = re.compile(r"\b(\d\.\d)e(-?\d+)\b")  # a p-value as format_p writes it: 1.7e-6
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,7 @@ class Block:
     caption: str
     headers: list[str]
     rows: list[list[str | Mark]]
+    super_headers: list[tuple[str, int]] | None = None  # (label, number of columns it spans), covering every column
 
 
 @dataclass
@@ -47,6 +56,7 @@ class Table:
     notes: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+    style: str = "default"  # "paper": p-values in cells as a×10^-b
 
 
 def check_format(fmt: str) -> str:
@@ -67,15 +77,35 @@ def render(table: Table, fmt: str, color: bool = False) -> str:
     return _terminal(table, color)
 
 
-def _cell(value: str | Mark, fmt: str, color: bool = False) -> str:
+def check_style(style: str) -> str:
+    if style not in STYLES:
+        raise BenchError(f"unknown style '{style}'; choose one of {', '.join(STYLES)}")
+    return style
+
+
+def sci_text(text: str, fmt: str) -> str:
+    """``text`` with every ``1.7e-6`` written ``1.7×10^-6`` (``$1.7\\times10^{-6}$`` for ``fmt`` latex, the rest
+    of the text LaTeX-escaped)."""
+    if fmt != "latex":
+        return _SCI.sub(lambda m: f"{m.group(1)}×10^{m.group(2)}", text)
+    out, pos = [], 0
+    for m in _SCI.finditer(text):
+        out += [latex_escape(text[pos:m.start()]), rf"${m.group(1)}\times10^{{{m.group(2)}}}$"]
+        pos = m.end()
+    return "".join([*out, latex_escape(text[pos:])])
+
+
+def _cell(value: str | Mark, fmt: str, color: bool = False, style: str = "default") -> str:
     text, emph = (value.text, value.emphasis) if isinstance(value, Mark) else (str(value), None)
     if fmt == "latex":
-        text = latex_escape(text)
+        text = sci_text(text, fmt) if style == "paper" else latex_escape(text)
         if emph == "best":
             return rf"\textbf{{{text}}}"
         if emph == "second":
             return rf"\underline{{{text}}}"
         return text
+    if style == "paper":
+        text = sci_text(text, fmt)
     if emph is None:
         return text
     if fmt == "markdown":
@@ -85,8 +115,19 @@ def _cell(value: str | Mark, fmt: str, color: bool = False) -> str:
     return text
 
 
-def _rows(block: Block, fmt: str, color: bool = False) -> list[list[str]]:
-    return [[_cell(v, fmt, color) for v in row] for row in block.rows]
+def _rows(block: Block, fmt: str, color: bool = False, style: str = "default") -> list[list[str]]:
+    return [[_cell(v, fmt, color, style) for v in row] for row in block.rows]
+
+
+def _spread(block: Block) -> list[str]:
+    """The super headers as one label per column: each at the first column of its span, "" elsewhere."""
+    out: list[str] = []
+    for label, span in block.super_headers or []:
+        out += [label] + [""] * (span - 1)
+    if len(out) != len(block.headers):
+        raise BenchError(f"table block '{block.caption}': super headers span {len(out)} columns, the table has "
+                         f"{len(block.headers)}")
+    return out
 
 
 def _terminal(table: Table, color: bool) -> str:
@@ -94,7 +135,10 @@ def _terminal(table: Table, color: bool) -> str:
     for b in table.blocks:
         if b.caption:
             out.append(b.caption)
-        out.append(tabulate(_rows(b, "terminal", color), headers=b.headers, tablefmt="simple", disable_numparse=True))
+        headers = b.headers if not b.super_headers else [f"{t}\n{h}" for t, h in zip(_spread(b), b.headers,
+                                                                                       strict=True)]
+        out.append(tabulate(_rows(b, "terminal", color, table.style), headers=headers, tablefmt="simple",
+                            disable_numparse=True))
         out.append("")
     out += [f"* {n}" for n in table.notes]
     if table.commands:
@@ -107,7 +151,10 @@ def _markdown(table: Table) -> str:
     for b in table.blocks:
         if b.caption:
             out += [f"**{b.caption}**", ""]
-        out.append(tabulate(_rows(b, "markdown"), headers=b.headers, tablefmt="pipe", disable_numparse=True))
+        rows, headers = _rows(b, "markdown", style=table.style), b.headers
+        if b.super_headers:  # pipe tables have one header row: the spanning one; the column names follow in bold
+            rows, headers = [[f"**{h}**" if h else "" for h in b.headers], *rows], _spread(b)
+        out.append(tabulate(rows, headers=headers, tablefmt="pipe", disable_numparse=True))
         out.append("")
     out += [f"- {n}" for n in table.notes]
     if table.commands:
@@ -121,7 +168,14 @@ def _latex(table: Table) -> str:
         if b.caption:
             out.append(rf"\par\smallskip\textit{{{latex_escape(b.caption)}}}\par")
         headers = [latex_escape(h) for h in b.headers]
-        out.append(tabulate(_rows(b, "latex"), headers=headers, tablefmt="latex_raw", disable_numparse=True))
+        body = tabulate(_rows(b, "latex", style=table.style), headers=headers, tablefmt="latex_raw",
+                        disable_numparse=True)
+        if b.super_headers:  # a \multicolumn row above the column names, after the opening \hline
+            cells = [latex_escape(t) if n == 1 else rf"\multicolumn{{{n}}}{{c}}{{{latex_escape(t)}}}"
+                     for t, n in b.super_headers]
+            top, first = " & ".join(cells) + r" \\", body.index("\\hline") + len("\\hline")
+            body = body[:first] + "\n" + top + body[first:]
+        out.append(body)
     if table.notes:
         out.append(r"\par\footnotesize " + r" \\ ".join(latex_escape(n) for n in table.notes))
     out.append(r"\end{table}")

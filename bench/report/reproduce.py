@@ -17,7 +17,7 @@ from pathlib import Path
 from bench._core.config import Settings, load_settings
 from bench._core.errors import BenchError
 from bench.report.evaluation import DEFAULT, Evaluation, left_out, open_store
-from bench.report.figures import FIGURES, choose_method, complete_methods, draw_figures
+from bench.report.figures import FIGURES, FORMATS, choose_method, complete_methods, draw_figures
 from bench.report.render import check_out_folder, write_tables
 from bench.report.tables import build_tables, empty_store_message, project_options
 
@@ -66,8 +66,8 @@ def reproduce(settings: Settings | None = None, *, grids: Sequence[Path] | None 
     tables = build_tables(ev, "all", ["best-val", "last"], ["cindex"],
                           project_options(settings, compare_paper=True, n_resamples=1000), DEFAULT)
     write_tables(tables, out / "tables", "markdown", log)
-    # Figs. 6-7 for the default method (CCL) and for every method stored on all five cohorts
+    # Figs. 6-7 and calibration for the default method (CCL) and every method stored on all five cohorts
     names = list(dict.fromkeys([choose_method(ev, "best-val"), *complete_methods(ev, "best-val")]))
-    draw_figures(ev, names, FIGURES, out / "figures", fmt="png", protocol="best-val", ttest="uncensored",
+    draw_figures(ev, names, FIGURES, out / "figures", fmt=FORMATS, protocol="best-val", ttest="uncensored",
                  variant=DEFAULT, epoch_methods=None, log=log)
     return ev

@@ -25,10 +25,12 @@ import numpy as np
 import pandas as pd
 
 from bench._core.config import Settings
+from bench._core.errors import BenchError
 from bench.api.paper import PAPER_COHORTS, paper_table
 from bench.api.registry import all_methods
 from bench.data.cohort import available_cohorts, canonical_name, short_name
 from bench.report.evaluation import (
+    BRIER_MONTHS,
     DEFAULT,
     Cell,
     Evaluation,
@@ -42,11 +44,13 @@ from bench.report.evaluation import (
     variant_label,
     with_inner,
 )
-from bench.report.render import MISSING, Block, Mark, Table
+from bench.report.render import MISSING, STYLES, Block, Mark, Table
 from bench.store import keys
 
 MODALITY_ORDER = ("Genomics", "Pathology", "Multimodal")
 TABLES = ("1", "2", "3", "4")
+#: Best / second marks only in groups of at least this many comparable rows (same pathology kind).
+MIN_RANK_GROUP = 3
 CCL = "ccl"
 CCL_DEFAULTS = {"k": 6, "tau": 0.1, "b": 10, "r": 4}
 ABLATION: tuple[tuple[str, tuple[bool, bool, bool], dict[str, bool]], ...] = (
@@ -68,6 +72,7 @@ class Options:
     n_resamples: int = 1000
     boot_seed: int = 0
     runnable: tuple[str, ...] | None = None  # cohorts this project can run (None: all); others get no commands
+    style: str = "default"  # or "paper": the CCL paper's layout (paper_style)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -91,12 +96,16 @@ def format_p(p: float | None) -> str:
     return re.sub(r"e([+-])0*(\d)", lambda m: f"e{'-' if m.group(1) == '-' else ''}{m.group(2)}", f"{p:.1e}")
 
 
-def summary_text(s: Summary | None, max_seeds: int = 1) -> str:
-    """``0.6862 ± 0.0253``; pooled metrics ``0.68 [lo, hi]``; partial cells say how many folds, and a cell made
-    from fewer seeds than the table's fullest cell says how many seeds."""
+def summary_text(s: Summary | None, max_seeds: int = 1, p_value: bool = False) -> str:
+    """``0.6862 ± 0.0253``; pooled metrics ``0.68 [lo, hi]``; a p-value (``p_value``) ``1.2e-3``; partial cells
+    say how many folds, and a cell made from fewer seeds than the table's fullest cell says how many seeds."""
     if s is None:
         return MISSING
-    if s.low is not None and s.high is not None:
+    if p_value:
+        text = format_p(s.mean)
+    elif math.isnan(s.mean):
+        text = "n/a"
+    elif s.low is not None and s.high is not None:
         text = f"{fmt(s.mean)} [{fmt(s.low)}, {fmt(s.high)}]"
     elif s.std is not None:
         text = f"{fmt(s.mean)} ± {fmt(s.std)}"
@@ -109,12 +118,32 @@ def summary_text(s: Summary | None, max_seeds: int = 1) -> str:
     return text
 
 
-def rank_marks(values: Sequence[float | None], higher_is_better: bool) -> list[str | None]:
-    """``best`` / ``second`` for each value, comparing values rounded to the 4 decimals shown (ties share)."""
+def rank_marks(values: Sequence[float | None], higher_is_better: bool, kinds: Sequence[str] | None = None,
+               min_group: int = MIN_RANK_GROUP) -> list[str | None]:
+    """``best`` / ``second`` for each value, comparing values rounded to the 4 decimals shown (ties share).
+
+    Args:
+        values: one per row; None or NaN is never marked and does not count.
+        higher_is_better: the metric's direction.
+        kinds: one per row (the pathology kind: real, synthetic, none); rows are ranked only against rows of
+            the same kind. None: one group.
+        min_group: a group with fewer valued rows than this gets no marks.
+    """
+    if kinds is not None:
+        if len(kinds) != len(values):
+            raise ValueError(f"rank_marks: {len(kinds)} kinds for {len(values)} values")
+        out_k: list[str | None] = [None] * len(values)
+        for kind in dict.fromkeys(kinds):
+            idx = [i for i, k in enumerate(kinds) if k == kind]
+            for i, m in zip(idx, rank_marks([values[i] for i in idx], higher_is_better, None, min_group),
+                            strict=True):
+                out_k[i] = m
+        return out_k
     shown = sorted({round(v, 4) for v in values if v is not None and not math.isnan(v)}, reverse=higher_is_better)
+    valued = sum(1 for v in values if v is not None and not math.isnan(v))
     out: list[str | None] = []
     for v in values:
-        if v is None or math.isnan(v):
+        if v is None or math.isnan(v) or valued < min_group:
             out.append(None)
         elif round(v, 4) == shown[0]:
             out.append("best")
@@ -272,22 +301,29 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
     ours = [{c: summ(r.cells.get(c)) for c in cohorts} for r in rows]
     # per column: a cell made from fewer seeds than the fullest cell of its cohort says so
     max_seeds = {c: max((row[c].n_seeds for row in ours if row[c] is not None), default=1) for c in cohorts}
-    overall = [_overall([s[c] for c in overall_over]) for s in ours]
+    # a mean of p-values over cohorts means nothing: no Overall for them
+    overall = [None if info.p_value else _overall([s[c] for c in overall_over]) for s in ours]
     other = [{c: summ(r.other.get(c)) for c in cohorts} for r in rows] if opts.compare_paper else []
-    other_overall = [_overall([s[c] for c in overall_over]) for s in other]
+    other_overall = [None if info.p_value else _overall([s[c] for c in overall_over]) for s in other]
 
-    # ranks: per column, within row groups, complete cells only
+    # ranks: per column, within row groups and pathology kinds, complete cells only; p-values are not ranked
+    kinds = [{c: cell_kind(r.cells.get(c)) for c in cohorts} for r in rows]
+    overall_kinds = [";".join(sorted({x for c in overall_over for x in kinds[i][c].split(";") if x}))
+                     for i in range(len(rows))]
     marks: list[dict[str, str | None]] = [{} for _ in rows]
     for col in [*cohorts, "overall"]:
         for g in dict.fromkeys(r.group for r in rows):
             idx = [i for i, r in enumerate(rows) if r.group == g]
             vals = [overall[i] if col == "overall" else
                     (None if ours[i][col] is None or ours[i][col].partial else ours[i][col].mean) for i in idx]
-            for i, m in zip(idx, rank_marks(vals, info.higher_is_better), strict=True):
+            ks = [overall_kinds[i] if col == "overall" else kinds[i][col] for i in idx]
+            ranked = [None] * len(idx) if info.p_value else rank_marks(vals, info.higher_is_better, ks)
+            for i, m in zip(idx, ranked, strict=True):
                 marks[i][col] = m
 
     compare = opts.compare_paper
-    paper_cols = compare and opts.metric == "cindex"
+    harrell = opts.metric == "cindex"  # the paper reports Harrell's C only: its values go with those rows alone
+    paper_cols = compare and harrell
     headers = list(lead_headers)
     for c in cohorts:
         sc = short_name(c)
@@ -312,7 +348,7 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
         line: list[str | Mark] = list(r.lead)
         for c in cohorts:
             s, sc = ours[i][c], short_name(c)
-            line.append(Mark(summary_text(s, max_seeds[c]), marks[i][c]))
+            line.append(Mark(summary_text(s, max_seeds[c], info.p_value), marks[i][c]))
             p = r.paper.get(sc)
             diff = None if p is None or s is None or math.isnan(s.mean) else s.mean - p[0]
             if paper_cols:
@@ -323,8 +359,8 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
                 line.append(fmt(opt, sign=True))
             if r.commands is not None and (s is None or s.partial) and _runnable(opts, c):
                 commands += r.commands(c, r.cells.get(c))
-            records.append(_record(name, r, sc, s, marks[i][c], opts, p, diff if paper_cols else None, opt,
-                                   r.cells.get(c)))
+            records.append(_record(name, r, sc, s, marks[i][c], opts, p if harrell else None,
+                                   diff if paper_cols else None, opt, r.cells.get(c)))
         line.append(Mark(fmt(overall[i]), marks[i]["overall"]))
         odiff = None if overall[i] is None or r.paper_overall is None else overall[i] - r.paper_overall
         if paper_cols:
@@ -333,7 +369,7 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
         if compare:
             line.append(fmt(oopt, sign=True))
         records.append({**_record(name, r, "Overall", None, marks[i]["overall"], opts,
-                                  None if r.paper_overall is None else (r.paper_overall, None),
+                                  None if r.paper_overall is None or not harrell else (r.paper_overall, None),
                                   odiff if paper_cols else None, oopt, None), "mean": overall[i]})
         body.append(line)
 
@@ -351,11 +387,16 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
     notes = [f"{info.label}: " + _metric_note(opts.metric) + (
         " Mean ± std over folds (population std, ddof 0)." if not info.pooled else ""),
         _protocol_note(opts.protocol), *provenance_notes(ev, cells)]
-    notes.append(f"Overall: mean of the {', '.join(short_name(c) for c in overall_over)} values; "
-                 f"{MISSING} unless all are complete.")
-    notes.append("Bold: best, underlined: second best per column"
-                 f"{' within each parameter' if len({r.group for r in rows}) > 1 else ''} "
-                 "(complete cells only, compared at the 4 decimals shown).")
+    if info.p_value:
+        notes.append(f"Overall: {MISSING} (a mean of p-values over cohorts is not a p-value); p-values are not "
+                     "ranked.")
+    else:
+        notes.append(f"Overall: mean of the {', '.join(short_name(c) for c in overall_over)} values; "
+                     f"{MISSING} unless all are complete.")
+        notes.append("Bold: best, underlined: second best per column"
+                     f"{' within each parameter' if len({r.group for r in rows}) > 1 else ''}, among rows with the "
+                     "same pathology features (real, synthetic, none = genomics only) and only where at least "
+                     f"{MIN_RANK_GROUP} such rows have a complete cell (compared at the 4 decimals shown).")
     if compare:
         notes.append("opt. = selection optimism: the value under best-val minus the value under "
                      f"{'last' if opts.protocol == 'best-val' else opts.protocol} (same runs).")
@@ -369,6 +410,14 @@ def grid_table(ev: Evaluation, *, name: str, title: str, lead_headers: list[str]
     notes += _unrunnable_note(opts, cohorts)
     return Table(name=name, title=title, blocks=blocks, notes=notes, commands=list(dict.fromkeys(commands)),
                  frame=pd.DataFrame.from_records(records))
+
+
+def cell_kind(cell: Cell | None) -> str:
+    """The pathology kind of a cell's runs (``real``, ``synthetic``, ``none``; several joined by ``;``), "" if
+    empty: rows are only ranked against rows of the same kind."""
+    if cell is None:
+        return ""
+    return ";".join(sorted({p.pathology for p in cell.provenances()}))
 
 
 def _runnable(opts: Options, cohort: str) -> bool:
@@ -434,6 +483,24 @@ _METRIC_NOTES = {
            "cohort's fixed grid, its Kaplan–Meier-weighted mean; censoring fitted on the training patients.",
     "pooled": "Harrell's C of the five folds' validation predictions pooled (each fold at its selected epoch), "
               "with a percentile bootstrap 95% interval over patients (scipy.stats.bootstrap).",
+    "antolini": "Antolini, Boracchi & Biganzoli (2005) on each fold's validation patients: pair (i, j) comparable "
+                "as for Harrell's C, concordant when S_i(T_i) < S_j(T_i) (1/2 within 1e-8), each patient's risk read "
+                "from the curves at the earlier time T_i, not from the stored risk; curves = the stored 4-bin "
+                "survival columns as a step function dropping to S_k at the upper edge of bin k "
+                "(bench.metrics.horizon.antolini_cindex). With 4 bins many pairs tie (every curve is 1 before the "
+                "first inner edge, so a pair whose earlier time lies there always ties); a tie counts 1/2, which "
+                "pulls the value toward 0.5. Beside Harrell's and Uno's C it shows how much the C-index "
+                "definition alone moves a number.",
+    "dcal_p": "Haider et al. (JMLR 2020) D-calibration: S_i(T_i) of every validation patient (step rule) in 10 equal "
+              "bins, a censored patient's unit spread over the bins below S_i(c_i) as in the paper; the five folds' "
+              "histograms are pooled (the out-of-fold predictions, each fold at its selected epoch) and tested once, "
+              "chi-square with 9 df (one test of the whole cohort rather than five small ones). Several seeds: "
+              "the median of the per-seed p. A small p is evidence of miscalibration.",
+    **{f"brier_{h}": f"scikit-survival brier_score of the stored survival curves (step rule) at {h} months, censoring "
+                     "fitted on the fold's training patients; n/a when a fold's horizon is not covered: the horizon "
+                     "must be at most the training fold's tau (80th percentile of its follow-up, training only) and "
+                     "inside the fold's validation follow-up (bench.metrics.horizon.brier_horizons)."
+       for h in BRIER_MONTHS},
 }
 
 
@@ -760,6 +827,62 @@ def table4(ev: Evaluation, opts: Options) -> Table:
 
 
 # ----------------------------------------------------------------------------------------------
+# The paper's layout (--style paper)
+
+
+def _text(v: str | Mark) -> str:
+    return v.text if isinstance(v, Mark) else str(v)
+
+
+def paper_style(table: Table, cohorts: Sequence[str]) -> Table:
+    """``table`` (built by this module) in the CCL paper's layout: Table I ``Methods | Modality`` (every row
+    named), Table III ``Models`` (variant, CCA, MKD, CGM), each under one header row with ``Datasets`` spanning
+    the cohort columns and ``Overall`` last; Table II ``Methods`` and one p-value per cohort in the published
+    (median) convention; Table IV ``Param. | Value``, cohorts, Overall on one header row, as the paper prints them.
+    Comparison columns (paper, Δ, opt.) and the fold-safe p are left to the default style (a note says so);
+    p-values render as a×10^-b. Other blocks (seed spread) are kept as they are.
+
+    Args:
+        table: a table of :func:`table1` .. :func:`table4`.
+        cohorts: the short names of the cohort columns, in order.
+    """
+    kind = table.name.split("_")[0]
+    if not table.blocks or kind not in {f"table{t}" for t in TABLES}:
+        return table
+    block = table.blocks[0]
+    col = {h: i for i, h in enumerate(block.headers)}
+    shown = [c for c in cohorts if (f"{c} median" if kind == "table2" else c) in col]
+    if kind == "table2":
+        pick = [col["Method"], *[col[f"{c} median"] for c in shown]]
+        headers, spans = ["Methods", *shown], None
+        note = "Layout of the paper's Table II: the published (median) convention only; the fold-safe p-values " \
+               "are in the default style (--style default)."
+    else:
+        lead = {"table1": ["Method", "Modality"], "table3": ["Variant", "CCA", "MKD", "CGM"],
+                "table4": ["Parameter", "Value"]}[kind]
+        pick = [col[h] for h in lead] + [col[c] for c in shown] + [col["Overall"]]
+        if kind == "table4":
+            headers, spans = ["Param.", "Value", *shown, "Overall"], None
+        elif kind == "table1":
+            headers = ["", "", *shown, ""]
+            spans = [("Methods", 1), ("Modality", 1), ("Datasets", len(shown)), ("Overall", 1)]
+        else:
+            headers = ["", "CCA", "MKD", "CGM", *shown, ""]
+            spans = [("Models", 4), ("Datasets", len(shown)), ("Overall", 1)]
+        note = f"Layout of the paper's Table {kind[-1].replace('1', 'I').replace('3', 'III').replace('4', 'IV')}"
+        note += "; comparison columns (--compare-paper) are in the default style." if len(pick) < len(col) else "."
+    rows = [[r[i] for i in pick] for r in block.rows]
+    if kind == "table1":  # every row names its modality, as in the paper
+        last = ""
+        for r in rows:
+            last = _text(r[1]) or last
+            r[1] = r[1] if _text(r[1]) else last
+    first = Block(block.caption, headers, rows, spans)
+    return Table(name=table.name, title=table.title, blocks=[first, *table.blocks[1:]], notes=[*table.notes, note],
+                 commands=table.commands, frame=table.frame, style="paper")
+
+
+# ----------------------------------------------------------------------------------------------
 # Entry point
 
 
@@ -768,10 +891,13 @@ def build_tables(ev: Evaluation, which: str = "all", protocols: Sequence[str] = 
                  variant: Overrides | str = DEFAULT) -> list[Table]:
     """Every requested table (``1``-``4`` or ``all``) for every protocol (and metric, for Tables I, III and IV);
     ``variant`` is the variant of Tables I and II (``k=9`` or its parsed pairs; III and IV are defined by
-    their own CCL variants). ``opts``: see :func:`project_options`."""
+    their own CCL variants). ``opts``: see :func:`project_options`; ``opts.style`` ``paper`` lays every table out as
+    the paper does (:func:`paper_style`)."""
     if isinstance(variant, str):
         variant = parse_variant(variant)
     base = opts or Options()
+    if base.style not in STYLES:
+        raise BenchError(f"unknown style '{base.style}'; choose one of {', '.join(STYLES)}")
     names = TABLES if which == "all" else (which,)
     out = []
     for protocol in protocols:
@@ -783,13 +909,17 @@ def build_tables(ev: Evaluation, which: str = "all", protocols: Sequence[str] = 
                 o = Options(**{**base.__dict__, "protocol": protocol, "metric": metric})
                 out.append({"1": lambda o=o: table1(ev, o, variant), "3": lambda o=o: table3(ev, o),
                             "4": lambda o=o: table4(ev, o)}[t]())
+    if base.style == "paper":
+        shown = [short_name(c) for c in table_cohorts(ev)[0]]
+        out = [paper_style(t, shown) for t in out]
     return out
 
 
-def project_options(settings: Settings, *, compare_paper: bool = False, n_resamples: int = 1000) -> Options:
+def project_options(settings: Settings, *, compare_paper: bool = False, n_resamples: int = 1000,
+                    style: str = "default") -> Options:
     """The table options of a project: its default seed (commands omit it) and the cohorts it can run."""
     return Options(compare_paper=compare_paper, default_seed=settings["run"]["seed"], n_resamples=n_resamples,
-                   runnable=tuple(available_cohorts(settings)))
+                   runnable=tuple(available_cohorts(settings)), style=style)
 
 
 def empty_store_message(results: Any) -> str:

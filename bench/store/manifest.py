@@ -110,6 +110,7 @@ def build_manifest(
     seconds: float,
     resumed_from: int = 0,
     placement: str | None = None,
+    memory_share: float | None = None,
     inner_sha256: str | None = None,
     inner_patients: list[str] | None = None,
 ) -> dict[str, Any]:
@@ -140,7 +141,8 @@ def build_manifest(
                 "inner_patients": inner_patients} if inner_patients is not None else {}),
         },
         "environment": {**versions(), "git": git_state(str(root)),
-                        "machine": {**machine(device), "feature_placement": placement}},
+                        "machine": {**machine(device), "feature_placement": placement,
+                                    **({"feature_memory_share": memory_share} if memory_share is not None else {})}},
         "timing": {"wall_seconds": round(seconds, 3),
                    "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                    "resumed_from_epoch": resumed_from},

@@ -22,7 +22,7 @@ from bench._core.files import sha256_file, write_json
 from bench.api.model import SurvivalModel
 from bench.api.registry import MethodInfo, get_method
 from bench.data.audit import check_site_folds
-from bench.data.batches import Batches, FoldTensors, ResidentBags, input_dims
+from bench.data.batches import Batches, DiskBags, FoldTensors, ResidentBags, input_dims, load_bags
 from bench.data.cohort import GROUP_NAMES, Cohort, load_cohort, resolve_cohort, short_name
 from bench.data.features import StoreChoice, choose_store, store_label
 from bench.data.inner_splits import inner_path, read_inner
@@ -225,7 +225,7 @@ def execute(
     force: bool = False,
     progress: Callable[[int], Progress] | None = None,
     on_fold: Callable[[FoldOutcome], None] | None = None,
-    bags: ResidentBags | None = None,
+    bags: ResidentBags | DiskBags | None = None,
     stop_after_epoch: int | None = None,
     workers: int = 1,
 ) -> list[FoldOutcome]:
@@ -257,7 +257,8 @@ def execute(
         return outcomes
     if plan.info.uses_pathology and bags is None:
         assert plan.store is not None
-        bags = ResidentBags(plan.store.info, plan.cohort, plan.device, placement=plan.settings["run"]["placement"])
+        run = plan.settings["run"]
+        bags = load_bags(plan.store.info, plan.cohort, plan.device, run["placement"], run["memory_share"])
     if workers > 1 and len(todo) > 1:
 
         def emit(out: FoldOutcome) -> None:
@@ -276,7 +277,7 @@ def execute(
     return outcomes
 
 
-def locked_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: bool = False,
+def locked_fold(plan: RunPlan, fold: int, bags: ResidentBags | DiskBags | None, *, force: bool = False,
                 progress: Progress | None = None, stop_after_epoch: int | None = None) -> FoldOutcome:
     """Train one fold while holding its run lock (``busy`` if another process holds it)."""
     with RunLock(plan.dir(fold)) as lock:
@@ -291,7 +292,7 @@ def locked_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: b
 _SHARED: dict[str, Any] = {}
 
 
-def _fold_worker_init(bags: ResidentBags | None, threads: int) -> None:
+def _fold_worker_init(bags: ResidentBags | DiskBags | None, threads: int) -> None:
     import signal
 
     die_with_parent()
@@ -304,7 +305,7 @@ def _fold_worker(fold: int, plan: RunPlan, force: bool, stop_after_epoch: int | 
     return locked_fold(plan, fold, _SHARED["bags"], force=force, stop_after_epoch=stop_after_epoch)
 
 
-def _parallel_folds(plan: RunPlan, folds: list[int], bags: ResidentBags | None, force: bool,
+def _parallel_folds(plan: RunPlan, folds: list[int], bags: ResidentBags | DiskBags | None, force: bool,
                     stop_after_epoch: int | None, workers: int, emit: Callable[[FoldOutcome], None]) -> None:
     """Folds in ``workers`` processes; the resident features are moved to shared memory once, not copied.
 
@@ -316,7 +317,7 @@ def _parallel_folds(plan: RunPlan, folds: list[int], bags: ResidentBags | None, 
 
     import torch.multiprocessing as tmp
 
-    if bags is not None and bags.features.device.type == "cpu":
+    if isinstance(bags, ResidentBags) and bags.features.device.type == "cpu":  # DiskBags: each worker reads the file
         bags.features.share_memory_()
     n = min(workers, len(folds))
     threads = max(1, (os.cpu_count() or 1) // n)
@@ -330,7 +331,7 @@ def _parallel_folds(plan: RunPlan, folds: list[int], bags: ResidentBags | None, 
               lambda fold, out: emit(out), lambda fold: emit(FoldOutcome(fold, "interrupted", plan.dir(fold))))
 
 
-def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: bool = False,
+def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | DiskBags | None, *, force: bool = False,
                  progress: Progress | None = None, stop_after_epoch: int | None = None) -> FoldOutcome:
     """Train one fold and write its predictions and manifest."""
     cfg = plan.config
@@ -356,6 +357,7 @@ def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | None, *, force: 
         fold=fold_obj, store=plan.store.info if plan.store else None, excluded=tensors.excluded,
         n_train=len(tensors.train), n_val=len(tensors.val), device=plan.device, root=plan.settings.root,
         epochs=result.epochs, placement=bags.placement if bags is not None else None, seconds=result.seconds,
+        memory_share=bags.memory_share if bags is not None else None,
         resumed_from=result.resumed_from, inner_sha256=plan.inner_sha256(fold),
         inner_patients=[plan.cohort.case_ids[i] for i in tensors.inner] if plan.inner else None,
     )

@@ -323,7 +323,7 @@ _RESIDENT: dict[tuple, Any] = {}
 def run_keys(keys: Sequence[SweepTask], root: str, report: Callable[[KeyResult], None] | None = None,
              stop_after_epoch: int | None = None) -> list[KeyResult]:
     """Train the given keys (skipping complete or busy ones); the cohort's features are loaded once per cohort."""
-    from bench.data.batches import ResidentBags
+    from bench.data.batches import load_bags
     from bench.train.runner import execute, plan_run
 
     results: list[KeyResult] = []
@@ -344,7 +344,8 @@ def run_keys(keys: Sequence[SweepTask], root: str, report: Callable[[KeyResult],
                 store_key = (plan.store.info.path, plan.store.info.fingerprint, str(plan.device))
                 if store_key not in loaded:
                     loaded.clear()  # keys are sorted by cohort: keep one cohort resident at a time
-                    loaded[store_key] = ResidentBags(plan.store.info, plan.cohort, plan.device)
+                    loaded[store_key] = load_bags(plan.store.info, plan.cohort, plan.device,
+                                                  settings["run"]["placement"], settings["run"]["memory_share"])
                 bags = loaded[store_key]
         except BenchError as exc:
             for k in group:

@@ -109,3 +109,14 @@ def test_usage_errors_have_no_traceback(toy):
     assert r.returncode == 2 and "No such option: --bogus" in r.stderr and "Traceback" not in r.stderr
     r = bench(toy, "run", "--cohort", "toy")
     assert r.returncode == 2 and "Missing option '--method'" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_perf_placement_prints_each_placement_and_refuses_a_bad_one(toy):
+    r = bench(toy, "perf", "--placement", "disk,host", "--memory-limit-mb", "2", "--store-mb", "6", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert "memory limit 2 MiB: auto chooses disk" in lines[0]
+    assert [ln.split(":")[0] for ln in lines[1:]] == ["disk", "host"] and all("MiB/s" in ln for ln in lines[1:])
+    assert_one_line_error(bench(toy, "perf", "--placement", "disk,ram"),
+                          r"bad --placement 'disk,ram'.*disk, host, device")

@@ -1,11 +1,14 @@
 """Import users' real patch features (CLAM ``.pt`` tensors, CLAM/TRIDENT ``.h5``) into a store.
 
-Files are matched by slide id (the table's ``slide_id`` without ``.svs``) in the given folder and
-in its ``pt_files/``, ``h5_files/`` and ``features/`` sub-folders. Every slide of the cohort must be
-found; with ``allow_missing`` the patients that lack a slide are dropped and recorded in the store.
+The folder may be in any layout of :mod:`bench.data.features.layouts` (flat, CLAM sub-folders, one folder per
+encoder, TRIDENT); files are matched to the cohort's slides by full slide name or its prefix.
+:func:`feature_coverage` says, from file headers alone, which patients and slides (per fold) the folder covers;
+``bench data coverage`` prints it and ``bench data import`` prints it before importing. Every slide of the
+cohort (or every diagnostic slide, with ``slides="dx"``) must be found; with ``allow_missing`` the patients
+that lack a slide are dropped and recorded in the store.
 A slide found in several files (``X.pt`` and ``X.h5``, ``pt_files/`` and ``h5_files/``) is imported
 once if they hold the same features (the copy with coords is used), else it is an error naming them.
-Checked before anything is written: readable files, real-valued 2-D features, one dimension, no
+Checked before anything is written: readable HDF5 files, real-valued 2-D features, one dimension, no
 empty bag, coords of shape [N, 2]; while writing (into a temporary file): the same content in every
 copy of a slide, no NaN/inf and no value too large for the stored dtype, each reported with the
 slide and patient.
@@ -22,10 +25,21 @@ import numpy as np
 import torch
 
 from bench._core.errors import BenchError
-from bench.data.cohort import Cohort
+from bench.data.cohort import Cohort, short_name
+from bench.data.features.layouts import (
+    SUBFOLDERS,
+    Layout,
+    SlideMatch,
+    check_unambiguous,
+    discover_layout,
+    find_feature_files,
+    foreign_files_message,
+    match_slides,
+    wanted_slides,
+)
 from bench.data.features.store import SlideFeatures, StoreInfo, write_store
 
-SUBFOLDERS = ("", "pt_files", "h5_files", "features")
+__all__ = ["SUBFOLDERS", "Coverage", "SourceFile", "feature_coverage", "find_feature_files", "import_features"]
 
 
 @dataclass
@@ -39,24 +53,6 @@ class SourceFile:
     copies: list[SourceFile] = field(default_factory=list)  # other files of the slide: must hold the same
 
 
-def find_feature_files(folder: Path) -> dict[str, list[Path]]:
-    """slide id -> its feature files, ``.h5`` first (they also carry coords), then in folder order."""
-    if not folder.is_dir():
-        raise BenchError(f"feature folder {folder} does not exist")
-    found: dict[str, list[Path]] = {}
-    for ext in (".h5", ".pt"):
-        for sub in SUBFOLDERS:
-            d = folder / sub if sub else folder
-            if not d.is_dir():
-                continue
-            for p in sorted(d.glob(f"*{ext}")):
-                stem = p.name[: -len(ext)]
-                if stem.lower().endswith(".svs"):
-                    stem = stem[:-4]
-                found.setdefault(stem, []).append(p)
-    return found
-
-
 def _real_dtype(src: SourceFile, name: str, kind: str) -> None:
     """Refuse features that are not real numbers (complex, boolean, strings): casting would lose or invent data."""
     if kind not in "fiu":
@@ -67,6 +63,9 @@ def _real_dtype(src: SourceFile, name: str, kind: str) -> None:
 
 def _probe(src: SourceFile) -> None:
     """Read a file's shape (and whether it has coords) without loading its features."""
+    if src.path.suffix == ".h5" and not h5py.is_hdf5(src.path):
+        raise BenchError(f"{src.path} is not an HDF5 file (slide {src.slide_id} of patient {src.case_id}); "
+                         "re-extract the slide, or move the file out and use --allow-missing-slides")
     try:
         if src.path.suffix == ".h5":
             with h5py.File(src.path, "r") as f:
@@ -169,67 +168,204 @@ def _read_checked(src: SourceFile, dtype: str) -> tuple[np.ndarray, np.ndarray |
     return x, c
 
 
+@dataclass
+class Coverage:
+    """Which patients and slides of a cohort a feature folder covers, per fold, read from file headers only."""
+
+    cohort: Cohort
+    layout: Layout
+    match: SlideMatch
+    slides: str  # "all" or "dx"
+    wanted: list[list[str]]  # each patient's slides to import
+    sources: dict[str, SourceFile]  # wanted slide id -> its (first) file, probed
+    dim: int | None
+
+    @property
+    def covered(self) -> np.ndarray:
+        """Per patient: every slide to import has a file (patients without one are dropped at import)."""
+        return np.array([bool(sl) and all(s in self.sources for s in sl) for sl in self.wanted], dtype=bool)
+
+    @property
+    def missing_slides(self) -> list[tuple[str, str]]:
+        """(patient, slide) of each slide to import that has no file."""
+        return [(c, s) for c, sl in zip(self.cohort.case_ids, self.wanted, strict=True) for s in sl
+                if s not in self.sources]
+
+    @property
+    def no_slide(self) -> list[str]:
+        """Patients with no slide to import (with ``slides="dx"``: no diagnostic slide in the table)."""
+        return [c for c, sl in zip(self.cohort.case_ids, self.wanted, strict=True) if not sl]
+
+    @property
+    def skipped(self) -> list[str]:
+        """Slides with a file that are not imported (not diagnostic, with ``slides="dx"``)."""
+        keep = {s for sl in self.wanted for s in sl}
+        return sorted(s for s in self.match.files if s not in keep)
+
+    @property
+    def encoder(self) -> str | None:
+        return self.layout.encoder
+
+    @property
+    def formats(self) -> list[str]:
+        return sorted({s.path.suffix for s in self.sources.values()})
+
+    def _counts(self, idx: np.ndarray) -> dict[str, int]:
+        cov = self.covered
+        return {"patients_covered": int(cov[idx].sum()), "patients": len(idx),
+                "slides_covered": sum(s in self.sources for i in idx for s in self.wanted[i]),
+                "slides": sum(len(self.wanted[i]) for i in idx)}
+
+    def folds(self) -> list[dict[str, int | str]]:
+        """One row per fold and part (train, val) of the cohort's fixed splits."""
+        return [{"fold": sp.k, "split": part, **self._counts(idx)}
+                for sp in self.cohort.splits for part, idx in (("train", sp.train), ("val", sp.val))]
+
+    def record(self) -> dict:
+        """Everything, as JSON-ready values (all missing patients, slides and unmatched files)."""
+        cov = self.covered
+        return {
+            "cohort": self.cohort.name,
+            "folder": str(self.layout.folder),
+            "layout": self.layout.kind,
+            "encoder": self.encoder,
+            "dim": self.dim,
+            "formats": self.formats,
+            "selection": self.slides,  # all or dx
+            **self._counts(np.arange(self.cohort.n_patients)),
+            "files": self.match.n_files,
+            "folds": self.folds(),
+            "missing_patients": [c for c, ok in zip(self.cohort.case_ids, cov, strict=True) if not ok],
+            "missing_slides": [s for _, s in self.missing_slides],
+            "patients_without_slides": self.no_slide,
+            "skipped_slides": self.skipped,
+            "unmatched_files": [str(p) for p in self.match.unmatched],
+            "ambiguities": self.match.ambiguities,
+        }
+
+
+def feature_coverage(cohort: Cohort, folder: Path, *, encoder: str | None = None, slides: str = "all",
+                     expected_dim: int | None = None) -> Coverage:
+    """How far the feature folder ``folder`` covers ``cohort``; reads file headers (shapes), never the features.
+
+    Args:
+        cohort: the cohort whose slides are looked for.
+        folder: the folder given (``--features``), in any layout of :mod:`bench.data.features.layouts`.
+        encoder: the encoder folder to read, where the folder holds several.
+        slides: ``all`` or ``dx`` (diagnostic slides only).
+        expected_dim: the dimension every file must have (``--dim``); default: the first file's.
+
+    Raises:
+        BenchError: a layout error, an unreadable or non-HDF5 file, files of two dimensions.
+    """
+    _check_expected_dim(expected_dim)
+    layout = discover_layout(Path(folder), encoder)
+    match = match_slides(cohort, layout.files)
+    wanted = wanted_slides(cohort, slides)
+    sources: dict[str, SourceFile] = {}
+    for case_id, sl in zip(cohort.case_ids, wanted, strict=True):
+        for s in sl:
+            if s in match.files:
+                src = SourceFile(slide_id=s, case_id=case_id, path=match.files[s][0])
+                _probe(src)
+                sources[s] = src
+    first = next(iter(sources.values()), None)
+    _check_dims(list(sources.values()), expected_dim)
+    return Coverage(cohort, layout, match, slides, wanted, sources, first.dim if first else None)
+
+
+def _check_expected_dim(expected_dim: int | None) -> None:
+    if expected_dim is not None and expected_dim < 1:
+        raise BenchError(f"bad --dim {expected_dim}: the feature dimension is a positive number (e.g. 1024); "
+                         "leave --dim out to take it from the files")
+
+
+def _check_dims(sources: list[SourceFile], expected_dim: int | None) -> None:
+    """One dimension in all files (``expected_dim`` where given), else an error naming two files and their D."""
+    for src in sources:
+        dim = expected_dim if expected_dim is not None else sources[0].dim
+        if src.dim != dim:
+            ref = f"--dim {expected_dim}" if expected_dim else f"{sources[0].path} ({sources[0].dim}-d)"
+            raise BenchError(f"feature dimension mismatch: {src.path} has {src.dim}-d features, expected {dim} "
+                             f"as {ref}; all slides must come from one encoder: keep one encoder's files in the "
+                             "folder")
+
+
 def import_features(
     cohort: Cohort,
     folder: Path,
     dest: Path,
     *,
-    encoder: str = "unknown",
+    encoder: str | None = None,
     allow_missing: bool = False,
     expected_dim: int | None = None,
     dtype: str = "float16",
+    slides: str = "all",
+    coverage: Coverage | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> StoreInfo:
     """Convert a folder of per-slide feature files into the cohort's contiguous store at ``dest``.
 
-    ``dtype`` (float16 or float32) is the stored dtype, recorded in the store; ``notify`` receives a line
-    about anything resolved on the way (slides found in several identical files).
+    Args:
+        cohort: the cohort the slides belong to.
+        folder: the folder given, in any layout of :mod:`bench.data.features.layouts`.
+        dest: the store to write (atomically: nothing is left behind on an error).
+        encoder: the encoder folder to read where there are several (by name or path under ``folder``); the
+            name recorded is the encoder folder's, else ``encoder``, else ``unknown``.
+        allow_missing: drop the patients lacking a slide (recorded in the store) instead of refusing.
+        expected_dim: the feature dimension the files must have.
+        dtype: the stored dtype (float16 or float32), recorded in the store.
+        slides: ``all``, or ``dx`` for the diagnostic slides only (recorded in the store's params).
+        coverage: :func:`feature_coverage` of the same arguments, if already computed (the CLI prints it).
+        notify: receives a line about anything resolved on the way (slides found in several identical files).
     """
-    if expected_dim is not None and expected_dim < 1:
-        raise BenchError(f"bad --dim {expected_dim}: the feature dimension is a positive number (e.g. 1024); "
-                         "leave --dim out to take it from the files")
-    files = find_feature_files(folder)
-    sources: list[SourceFile] = []
-    missing: list[tuple[str, str]] = []
-    dropped: list[str] = []
-    for case_id, slide_ids in zip(cohort.case_ids, cohort.slides, strict=True):
-        lacking = [s for s in slide_ids if s not in files]
-        if lacking:
-            missing += [(case_id, s) for s in lacking]
-            dropped.append(case_id)
-            continue
-        sources += [SourceFile(slide_id=s, case_id=case_id, path=files[s][0]) for s in slide_ids]
+    _check_expected_dim(expected_dim)
+    cov = coverage if coverage is not None else feature_coverage(cohort, folder, encoder=encoder, slides=slides,
+                                                                      expected_dim=expected_dim)
+    check_unambiguous(cov.match)
+    files = cov.match.files
+    if not files and cov.layout.files:
+        raise BenchError(foreign_files_message(cohort, cov.layout.folder, cov.layout.files))
+    missing = cov.missing_slides
+    dropped = [c for c, ok in zip(cohort.case_ids, cov.covered, strict=True) if not ok]
     if missing and not allow_missing:
         shown = "; ".join(f"{s} (patient {c})" for c, s in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         raise BenchError(f"{len(missing)} slide(s) of {cohort.name} have no feature file in {folder}: {shown}{more}. "
                          "Extract them, or pass --allow-missing-slides to drop those patients (recorded in the store)")
-    if not sources:
+    if cov.no_slide and not allow_missing:
+        shown = ", ".join(cov.no_slide[:10]) + (f" and {len(cov.no_slide) - 10} more" if len(cov.no_slide) > 10 else "")
+        raise BenchError(f"{len(cov.no_slide)} patient(s) of {short_name(cohort.name)} have no diagnostic slide (-DX) "
+                         f"in the table: {shown}; pass --allow-missing-slides to drop them (recorded in the store) or "
+                         "--slides all")
+    covered = [(c, sl) for c, sl, ok in zip(cohort.case_ids, cov.wanted, cov.covered, strict=True) if ok]
+    if not covered:
         raise BenchError(f"no feature files for any slide of {cohort.name} in {folder}")
-    sources = [_choose(s.slide_id, s.case_id, files[s.slide_id]) for s in sources]
-    dim = expected_dim if expected_dim is not None else sources[0].dim
-    for src in sources:
-        if src.dim != dim:
-            ref = f"--dim {expected_dim}" if expected_dim else f"{sources[0].path.name} ({sources[0].dim})"
-            raise BenchError(f"feature dimension mismatch: {src.path} has {src.dim}-d features, expected {dim} "
-                             f"as {ref}; all slides must come from one encoder")
+    sources = [_choose(s, c, files[s]) for c, sl in covered for s in sl]
+    _check_dims(sources, expected_dim)
+    dim = sources[0].dim
     with_coords = all(s.has_coords for s in sources)
 
-    def slides() -> Iterator[SlideFeatures]:
+    def slide_features() -> Iterator[SlideFeatures]:
         for src in sources:
             x, c = _read_checked(src, dtype)
             yield SlideFeatures(src.slide_id, x, c if with_coords else None)
 
+    params = {"files": len(sources), "format": sorted({s.path.suffix for s in sources})}
+    if cov.layout.kind != "flat":
+        params["layout"] = f"{cov.layout.kind}:{cov.layout.relative}"
+    if cov.slides != "all":
+        params["slides"] = cov.slides
     info = write_store(
         dest,
         cohort.name,
-        slides(),
+        slide_features(),
         total_patches=sum(s.n for s in sources),
         dim=dim,
         synthetic=False,
-        source=str(folder.resolve()),
-        encoder=encoder,
-        params={"files": len(sources), "format": sorted({s.path.suffix for s in sources})},
+        source=str(cov.layout.folder.resolve()),
+        encoder=cov.encoder or encoder or "unknown",
+        params=params,
         dropped_patients=dropped if allow_missing else [],
         dtype=dtype,
         with_coords=with_coords,
