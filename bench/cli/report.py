@@ -61,8 +61,10 @@ def tables(
                          "IV).")] = None,
     variant: Annotated[str, typer.Option(help="Variant of Tables I-II, e.g. epochs=2 (default: default).")] = "default",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
+    permutations: Annotated[int, typer.Option(help="Permutations of Table II's perm p (at least 1000).")] = 1000,
 ) -> None:
     """Tables I-IV of the CCL paper, computed from the prediction store only."""
+    from bench.metrics.horizon import MIN_PERMUTATIONS
     from bench.report.evaluation import check_metric, parse_variant
     from bench.report.render import check_format, check_out_folder, render, write_tables
     from bench.report.tables import TABLES, build_tables, empty_store_message, project_options
@@ -73,6 +75,8 @@ def tables(
     metrics = [check_metric(m).name for m in (metric or ["cindex"])]
     if bootstrap < 100:
         raise BenchError(f"bad --bootstrap {bootstrap}: use at least 100 resamples")
+    if permutations < MIN_PERMUTATIONS:
+        raise BenchError(f"bad --permutations {permutations}: use at least {MIN_PERMUTATIONS}")
     protocols = _protocols(protocol)
     if out is not None:
         check_out_folder(Path(out))
@@ -81,7 +85,7 @@ def tables(
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
-    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap)
+    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap, permutations=permutations)
     built = build_tables(ev, table, protocols, metrics, opts, parse_variant(variant))
     if out is not None:
         write_tables(built, Path(out), fmt, _echo)

@@ -44,7 +44,7 @@ def _same_except_extra_train_rows(a: pd.DataFrame, b: pd.DataFrame, last: int) -
     ("dtfd", None),
 ])
 def test_val_rows_identical_with_and_without_the_extra_train_passes(toy, tmp_path, monkeypatch, method, sets):
-    old_dir, old, old_m = _run(toy, tmp_path / "old", method, sets=sets, old=True, monkeypatch=monkeypatch)
+    _, old, old_m = _run(toy, tmp_path / "old", method, sets=sets, old=True, monkeypatch=monkeypatch)
     new_dir, new, new_m = _run(toy, tmp_path / "new", method, sets=sets)
     assert set(old.loc[old.split == "train", "epoch"]) == {4}
     assert len(set(new.loc[new.split == "train", "epoch"])) >= 2  # epoch 1 is always a running best
@@ -81,7 +81,7 @@ def test_inner_selection_stores_train_rows_at_the_inner_pick(toy, tmp_path):
 
 
 def test_resume_keeps_the_extra_train_rows(toy, tmp_path):
-    ref, ref_preds, _ = _run(toy, tmp_path / "ref", epochs=4)
+    _, ref_preds, _ = _run(toy, tmp_path / "ref", epochs=4)
     plan = plan_run(toy.settings, "meanmil", toy.cohort, epochs=4, folds=[0], results=tmp_path / "cut")
     with pytest.raises(KeyboardInterrupt):
         execute(plan, stop_after_epoch=2)
