@@ -79,10 +79,12 @@ def tables(
                                             "Modality, a Datasets header, Overall, p-values as a×10^-b).")] = "default",
     variant: Annotated[str, typer.Option(help="Variant of Tables I-II, e.g. epochs=2 (default: default).")] = "default",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for --metric pooled.")] = 1000,
+    permutations: Annotated[int, typer.Option(help="Permutations of Table II's perm p (at least 1000).")] = 1000,
     splits: Annotated[str, typer.Option(help=SPLITS_HELP)] = "fixed",
     features: Annotated[str | None, typer.Option(help=FEATURES_HELP)] = None,
 ) -> None:
     """Tables I-IV of the CCL paper, computed from the prediction store only."""
+    from bench.metrics.horizon import MIN_PERMUTATIONS
     from bench.report.evaluation import METRICS, check_metric, parse_variant
     from bench.report.render import check_format, check_out_folder, check_style, render, write_tables
     from bench.report.tables import TABLES, build_tables, empty_store_message, project_options
@@ -94,6 +96,8 @@ def tables(
     check_style(style)
     if bootstrap < 100:
         raise BenchError(f"bad --bootstrap {bootstrap}: use at least 100 resamples")
+    if permutations < MIN_PERMUTATIONS:
+        raise BenchError(f"bad --permutations {permutations}: use at least {MIN_PERMUTATIONS}")
     protocols = _protocols(protocol)
     if out is not None:
         check_out_folder(Path(out))
@@ -102,7 +106,8 @@ def tables(
     if ev.empty:
         _echo(empty_store_message(ev.results))
         return
-    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap, style=style)
+    opts = project_options(settings, compare_paper=compare_paper, n_resamples=bootstrap, style=style,
+                           permutations=permutations)
     built = build_tables(ev, table, protocols, metrics, opts, parse_variant(variant))
     for t in built:
         t.commands = with_axes(t.commands, ev)

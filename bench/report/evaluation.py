@@ -196,6 +196,16 @@ def axis_options(axes: Mapping[str, str]) -> str:
 # Folds, seeds, cells
 
 
+@dataclass(frozen=True)
+class FoldSafe:
+    """One fold's fold-safe risk groups: high risk = validation ``risk >= threshold`` (the training median)."""
+
+    val: pd.DataFrame
+    threshold: float
+    epoch: int
+    last_epoch: bool  # the selected epoch has no training rows: the latest epoch that has them was used
+
+
 @dataclass
 class FoldEval:
     """One fold under one protocol: its predictions, per-epoch val C-index and the selected epoch."""
@@ -217,14 +227,38 @@ class FoldEval:
 
     @property
     def train(self) -> pd.DataFrame | None:
-        """Training-fold rows (stored for one epoch, the last), or None."""
-        rows = self.predictions[self.predictions["split"] == "train"]
-        return rows if len(rows) else None
+        """Training-fold rows of the latest epoch that has them (the last epoch), or None."""
+        epoch = self.train_epoch
+        if epoch is None:
+            return None
+        rows = self.predictions
+        return rows[(rows["split"] == "train") & (rows["epoch"] == epoch)]
 
     @property
     def train_epoch(self) -> int | None:
-        t = self.train
-        return None if t is None else int(t["epoch"].max())
+        """The latest epoch with training-fold rows, or None (imported predictions without them)."""
+        epochs = self.train_epochs
+        return max(epochs) if epochs else None
+
+    @property
+    def train_epochs(self) -> list[int]:
+        """The epochs with stored training-fold rows: every epoch a protocol can select in runs made since
+        survbench stores them so, the last epoch only in older runs."""
+        p = self.predictions
+        return sorted(int(e) for e in p.loc[p["split"] == "train", "epoch"].unique())
+
+    def fold_safe(self) -> FoldSafe | None:
+        """The fold-safe risk split of this fold: validation rows of the selected epoch and the median risk
+        of the training rows of the same epoch; where that epoch has no training rows (runs stored before
+        they were kept at every selectable epoch), both from the latest epoch that has them, marked
+        ``last_epoch``; None without training rows."""
+        if not self.train_epochs:
+            return None
+        epoch = self.epoch if self.epoch in self.train_epochs else max(self.train_epochs)
+        p = self.predictions
+        train = p[(p["split"] == "train") & (p["epoch"] == epoch)]
+        return FoldSafe(self.val(epoch), float(np.median(train["risk"])), epoch, epoch != self.epoch)
+
 
     @property
     def edges(self) -> np.ndarray | None:
@@ -377,21 +411,36 @@ class SeedRuns:
         time, cens = _labels(pooled)
         return sm.logrank_p(time, cens, high), int(high.sum()), int((~high).sum())
 
+    def fold_safe(self) -> list[FoldSafe] | None:
+        """Every fold's :meth:`FoldEval.fold_safe` split, or None if a fold has no training rows."""
+        splits = [f.fold_safe() for f in self.ordered()]
+        return None if any(s is None for s in splits) else splits  # type: ignore[return-value]
+
     def logrank_fold_safe(self) -> tuple[float, int, int]:
-        """Fold-safe convention: each fold's validation patients split at the median of its training
-        patients' risks (the epoch with stored train rows, the last), groups pooled; NaN without train rows."""
-        times, cens, highs = [], [], []
-        for f in self.ordered():
-            train, epoch = f.train, f.train_epoch
-            if train is None:
-                return float("nan"), 0, 0
-            val = f.val(epoch)
-            highs.append(sm.high_risk(val["risk"].to_numpy(), float(np.median(train["risk"]))))
-            t, c = _labels(val)
-            times.append(t)
-            cens.append(c)
-        high = np.concatenate(highs)
-        return sm.logrank_p(np.concatenate(times), np.concatenate(cens), high), int(high.sum()), int((~high).sum())
+        """Fold-safe convention: each fold's validation patients at the protocol's epoch split at the median
+        of its training patients' risks at the same epoch (:meth:`FoldEval.fold_safe`), groups pooled;
+        NaN without train rows."""
+        splits = self.fold_safe()
+        if splits is None:
+            return float("nan"), 0, 0
+        high = np.concatenate([sm.high_risk(s.val["risk"].to_numpy(), s.threshold) for s in splits])
+        labels = [_labels(s.val) for s in splits]
+        time, cens = np.concatenate([t for t, _ in labels]), np.concatenate([c for _, c in labels])
+        return sm.logrank_p(time, cens, high), int(high.sum()), int((~high).sum())
+
+    def permutation_fold_safe(self, n_perm: int = 1000, seed: int = 0) -> float:
+        """Permutation p of the fold-safe groups (:func:`bench.metrics.horizon.permutation_logrank`: labels
+        permuted within folds, ``n_perm`` permutations seeded by ``seed``); NaN without train rows or with
+        every patient in one group."""
+        splits = self.fold_safe()
+        if splits is None:
+            return float("nan")
+        folds = [(*_labels(s.val), s.val["risk"].to_numpy(dtype=float), s.threshold) for s in splits]
+        return mh.permutation_logrank(folds, n_perm=n_perm, seed=seed)[1]
+
+    def fold_safe_last_epoch(self) -> bool:
+        """Whether some fold's fold-safe split fell back to the latest epoch with training rows."""
+        return any(s.last_epoch for s in self.fold_safe() or [])
 
 
 @dataclass(frozen=True)
@@ -480,6 +529,21 @@ class Cell:
         ps = [p for p, _, _ in results if not math.isnan(p)]
         p = float(np.median(ps)) if ps else float("nan")
         return p, results[0][1], results[0][2]
+
+    def permutation_p(self, n_perm: int = 1000, seed: int = 0) -> float:
+        """Median over the used seeds of the fold-safe permutation log-rank p
+        (:meth:`SeedRuns.permutation_fold_safe`)."""
+        key = ("permutation", n_perm, seed)
+        if key not in self._cache:
+            ps = [p for p in (s.permutation_fold_safe(n_perm, seed) for s in self.used) if not math.isnan(p)]
+            self._cache[key] = float(np.median(ps)) if ps else float("nan")
+        return self._cache[key]
+
+    @property
+    def fold_safe_last_epoch(self) -> bool:
+        """Whether the fold-safe values of a used seed rest on last-epoch training rows instead of the
+        protocol's epoch (runs stored before training rows were kept at every selectable epoch)."""
+        return any(s.fold_safe_last_epoch() for s in self.used)
 
     def epochs(self) -> list[int]:
         return sorted({f.epoch for s in self.used for f in s.folds.values()})

@@ -5,7 +5,7 @@
   order; best bold, second underlined.
 * Table II: log-rank p-values of high- vs low-risk groups, in the published convention (pooled
   out-of-fold risks split at their median) and a fold-safe one (each fold split at its training
-  median).
+  median of the same epoch), with the fold-safe groups' within-fold permutation p.
 * Table III: CCL's ablation variants; Table IV: CCL's k, tau, b, r.
 
 Every table lists the data it came from and the commands that fill its missing cells. See
@@ -73,6 +73,8 @@ class Options:
     boot_seed: int = 0
     runnable: tuple[str, ...] | None = None  # cohorts this project can run (None: all); others get no commands
     style: str = "default"  # or "paper": the CCL paper's layout (paper_style)
+    permutations: int = 1000  # Table II's permutation log-rank p (at least 1000)
+    perm_seed: int = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -685,8 +687,9 @@ def table2(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table
     headers = ["Method"]
     for c in cohorts:
         sc = short_name(c)
-        headers += [f"{sc} median", f"{sc} fold-safe"] + ([f"{sc} paper"] if opts.compare_paper else [])
+        headers += [f"{sc} median", f"{sc} fold-safe", f"{sc} perm p"] + ([f"{sc} paper"] if opts.compare_paper else [])
     body, records, commands, cells = [], [], [], []
+    reruns: list[str] = []  # cells whose fold-safe values fell back to the last epoch
     for spec in specs:
         line: list[str | Mark] = [spec.label]
         prow = published[published["method"] == spec.paper]
@@ -697,17 +700,30 @@ def table2(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table
             cells.append((spec.label, c, cell))
             paper_p = float(prow.iloc[0][sc]) if len(prow) and sc in prow.columns else None
             values = {}
-            for conv in ("paper", "fold-safe"):
-                p, n_high, n_low = cell.logrank(conv) if cell is not None else (None, None, None)
+            last_epoch = None if cell is None else cell.fold_safe_last_epoch
+            for conv in ("paper", "fold-safe", "permutation"):
+                if cell is None:
+                    p, n_high, n_low = None, None, None
+                elif conv == "permutation":
+                    p = cell.permutation_p(opts.permutations, opts.perm_seed)
+                    n_high, n_low = cell.logrank("fold-safe")[1:]
+                else:
+                    p, n_high, n_low = cell.logrank(conv)
                 values[conv] = p
                 records.append({"table": "table2", "row": spec.label, "method": spec.method, "cohort": sc,
                                 "protocol": protocol, "convention": conv, "p": p, "n_high": n_high, "n_low": n_low,
                                 "paper_p": paper_p, "partial": None if cell is None else cell.partial,
-                                "seeds": None if cell is None else ";".join(str(s.seed) for s in cell.used)})
+                                "seeds": None if cell is None else ";".join(str(s.seed) for s in cell.used),
+                                "last_epoch": None if conv == "paper" else last_epoch,
+                                "permutations": opts.permutations if conv == "permutation" else None})
             text = format_p(values["paper"])
             if cell is not None and cell.partial:
                 text += f" ({len(cell.used[0].folds)}/{cell.expected_folds} folds)"
-            line += [text, format_p(values["fold-safe"])]
+            dagger = "†" if last_epoch else ""
+            line += [text, format_p(values["fold-safe"]) + dagger, format_p(values["permutation"]) + dagger]
+            if last_epoch and spec.method is not None:
+                sets = dict(with_inner(variant)) if protocol == "inner" else dict(variant)
+                reruns.append(run_command(spec.method, c, sets) + " --force")
             if opts.compare_paper:
                 line.append(format_p(paper_p))
             if make is not None and (cell is None or cell.partial) and _runnable(opts, c):
@@ -716,12 +732,22 @@ def table2(ev: Evaluation, opts: Options, variant: Overrides = DEFAULT) -> Table
     notes = [
         "median: the published convention — the five folds' out-of-fold risks (each fold at the protocol's epoch) "
         "are pooled and split at their median, risk ≥ median is high risk; lifelines logrank_test.",
-        "fold-safe: each fold's validation patients are split at the median risk of that fold's training patients, "
-        "the groups are pooled, one log-rank test. It needs training-fold risks, stored for the last epoch only, so "
-        f"it always uses the last epoch; {MISSING} or n/a where no training predictions are stored (imported runs).",
+        "fold-safe: each fold's validation patients at the protocol's epoch are split at the median risk of that "
+        "fold's training patients at the same epoch, the groups are pooled, one log-rank test (lifelines); "
+        f"{MISSING} or n/a where no training predictions are stored (imported runs).",
+        f"perm p: the fold-safe groups' log-rank chi-square against {opts.permutations} permutations of the high/low "
+        "labels within each fold (each fold keeps its group sizes; numpy default_rng seed "
+        f"{opts.perm_seed}), p = (1 + #perm ≥ observed) / (1 + {opts.permutations}), so never below "
+        f"{format_p(1 / (1 + opts.permutations))}; the honest significance of the separation "
+        "(`bench tables --permutations N`).",
         _protocol_note(protocol),
         *provenance_notes(ev, cells, "a cell with several seeds shows the median of the per-seed p-values."),
     ]
+    if reruns:
+        notes.append(f"† last epoch: this run stores training predictions for its last epoch only, so its fold-safe "
+                     f"and perm p use the last epoch's validation and training predictions, not the {protocol} "
+                     f"epoch; rerun it to store them at every selectable epoch, e.g. `{reruns[0]}` "
+                     f"({len(reruns)} cell(s) marked).")
     if opts.compare_paper:
         notes.append("paper = the CCL paper's Table II p-value.")
     notes += _missing_notes([GridRow([], s.label, s.method, DEFAULT, {}) for s in specs], [], [])
@@ -916,10 +942,10 @@ def build_tables(ev: Evaluation, which: str = "all", protocols: Sequence[str] = 
 
 
 def project_options(settings: Settings, *, compare_paper: bool = False, n_resamples: int = 1000,
-                    style: str = "default") -> Options:
+                    style: str = "default", permutations: int = 1000) -> Options:
     """The table options of a project: its default seed (commands omit it) and the cohorts it can run."""
     return Options(compare_paper=compare_paper, default_seed=settings["run"]["seed"], n_resamples=n_resamples,
-                   runnable=tuple(available_cohorts(settings)), style=style)
+                   runnable=tuple(available_cohorts(settings)), style=style, permutations=permutations)
 
 
 def empty_store_message(results: Any) -> str:

@@ -6,10 +6,11 @@ Layout::
     results/<method>/<variant>/<cohort>/seed<s>/fold<k>/manifest.json
 
 ``predictions.csv`` has one row per (patient, epoch, split): ``case_id, epoch, split, survival_months,
-censorship, bin, risk, hazard_0.., surv_0..``. ``split`` is ``val`` for every epoch and ``train`` for
-the last epoch. ``manifest.json`` is written last (atomically), so a run directory with a manifest
-of status ``complete`` is complete; anything else is unfinished work. Tables and figures read only
-runs that also verify (:func:`bench.store.verify.inspect_run`).
+censorship, bin, risk, hazard_0.., surv_0..``. ``split`` is ``val`` for every epoch (and ``inner`` under
+``selection=inner``) and ``train`` for every epoch a protocol can select and the last (runs stored before
+that: the last epoch only; see :mod:`bench.train.engine`). ``manifest.json`` is written last (atomically),
+so a run directory with a manifest of status ``complete`` is complete; anything else is unfinished work.
+Tables and figures read only runs that also verify (:func:`bench.store.verify.inspect_run`).
 """
 
 from __future__ import annotations

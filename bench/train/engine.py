@@ -5,10 +5,12 @@ checkpoint when there is one), then for each epoch a pass over the training fold
 (:func:`train_one_epoch`: optimiser, learning rate, weight decay, gradient accumulation and sampler
 from the resolved config; NLL plus the method's auxiliary losses) and an evaluation of the
 validation fold (:func:`evaluate`; under ``selection=inner`` also the inner split held out of the
-training fold); after the last epoch the training fold is evaluated too.
-:func:`train_fold` runs them in that order. The result is a predictions table in the
-prediction-store format. An optional checkpoint after every epoch makes a killed run resumable with
-the same final predictions.
+training fold); the training fold is evaluated after every epoch a fold-score protocol can select
+(:func:`selectable`: a validation or inner C-index at least the best so far, and the last epoch), so a
+training-derived risk threshold always exists at the reported epoch. Those extra passes leave no trace
+on training (:func:`evaluate_quietly`). :func:`train_fold` runs them in that order. The result is a
+predictions table in the prediction-store format. An optional checkpoint after every epoch makes a
+killed run resumable with the same final predictions.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bench.api.losses import nll_loss, risk_from_survival, survival_from_hazards
 from bench.api.model import InputDims, SurvivalModel
 from bench.api.registry import MethodInfo
 from bench.data.batches import Batches, epoch_order
-from bench.metrics.concordance import cindex
+from bench.metrics.concordance import cindex, epoch_cindex
 from bench.store.checkpoints import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -246,6 +248,54 @@ def evaluate(model: SurvivalModel, batches: Batches, indices: np.ndarray, batch_
     return prediction_frame(batches, indices, out, epoch, split), out["risk"]
 
 
+def evaluate_quietly(model: SurvivalModel, batches: Batches, indices: np.ndarray, batch_size: int, epoch: int,
+                     split: str) -> pd.DataFrame:
+    """:func:`evaluate`'s rows, with no effect on anything later: the Python, NumPy and torch RNG states, the
+    patch-sampling generator of ``batches`` and the model's buffers (e.g. CCL's k-means counters) are put back
+    as they were, so the epochs that follow train and predict exactly as without this pass."""
+    rng = rng_state()
+    cap = batches.generator.get_state() if batches.generator is not None else None
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    try:
+        return evaluate(model, batches, indices, batch_size, epoch, split)[0]
+    finally:
+        set_rng_state(rng)
+        if cap is not None and batches.generator is not None:
+            batches.generator.set_state(cap)
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
+
+
+def _split_cindex(frame: pd.DataFrame) -> float:
+    """The C-index of one evaluation's rows exactly as the protocols compute it from the store (NaN -> -inf)."""
+    c = cindex(frame["survival_months"].to_numpy(), frame["censorship"].to_numpy(), frame["risk"].to_numpy())
+    return -np.inf if np.isnan(c) else c
+
+
+def running_best(frames: list[pd.DataFrame]) -> dict[str, float]:
+    """The best validation and inner C-index (NaN counted as -inf) of the epochs in ``frames`` (a resumed run's)."""
+    best = {"val": -np.inf, "inner": -np.inf}
+    if frames:
+        preds = pd.concat(frames, ignore_index=True)
+        for split in best:
+            if (preds["split"] == split).any():
+                best[split] = float(epoch_cindex(preds, split).fillna(-np.inf).max())
+    return best
+
+
+def selectable(best: dict[str, float], frame: pd.DataFrame, split: str) -> bool:
+    """Whether this epoch's ``split`` rows reach the best C-index so far (ties included), updating ``best``.
+
+    ``best-val`` and ``inner`` pick an epoch of maximal C-index (earliest or latest among ties); such an
+    epoch is never below the maximum of the epochs before it, so every epoch they can select passes."""
+    c = _split_cindex(frame)
+    if c >= best[split]:
+        best[split] = c
+        return True
+    return False
+
+
 def train_fold(
     info: MethodInfo,
     config: Mapping[str, Any],
@@ -260,10 +310,11 @@ def train_fold(
     """Train ``info``'s model on the fold held by ``batches`` and evaluate it after every epoch.
 
     :func:`restore` (a fresh start or the checkpoint's state), then per epoch :func:`train_one_epoch`,
-    :func:`evaluate` on the validation fold (and on the training fold after the last epoch) and a
-    checkpoint. ``checkpoint``: where to save the full training state after each epoch; if it exists when
-    the fold starts, training resumes from it (a checkpoint that cannot be loaded safely or does not fit
-    is reported on stderr, deleted, and the fold trains from the start). ``stop_after_epoch`` ends early
+    :func:`evaluate` on the validation fold (and inner split), on the training fold where the epoch is
+    :func:`selectable` or the last (:func:`evaluate_quietly` before the last) and a checkpoint.
+    ``checkpoint``: where to save the full training state after each epoch; if it exists when the fold
+    starts, training resumes from it (a checkpoint that cannot be loaded safely or does not fit is reported
+    on stderr, deleted, and the fold trains from the start). ``stop_after_epoch`` ends early
     (used by fault tests).
     """
     train_cfg = config["train"]
@@ -271,18 +322,24 @@ def train_fold(
     t0 = time.perf_counter()
     state = restore(info, config, dims, batches, seed, checkpoint)
     t, bs, epochs = batches.t, train_cfg["batch_size"], train_cfg["epochs"]
+    best = running_best(state.frames)
     for epoch in range(state.resumed_from + 1, epochs + 1):
         e0 = time.perf_counter()
         loss, aux = train_one_epoch(state, info, train_cfg, batches, epoch, progress)
         frame, risk = evaluate(state.model, batches, t.val, bs, epoch, "val")
         state.frames.append(frame)
+        keep_train = selectable(best, frame, "val")
         if len(t.inner):  # selection=inner: the epoch is chosen on these held-out training patients
-            state.frames.append(evaluate(state.model, batches, t.inner, bs, epoch, "inner")[0])
+            inner = evaluate(state.model, batches, t.inner, bs, epoch, "inner")[0]
+            state.frames.append(inner)
+            keep_train = selectable(best, inner, "inner") or keep_train
         c = cindex(t.time[t.val].cpu().numpy(), t.censorship[t.val].cpu().numpy(), risk)
         log = EpochLog(epoch=epoch, train_loss=loss, aux=aux, val_cindex=c, seconds=time.perf_counter() - e0)
         state.logs.append(log)
         if epoch == epochs:
             state.frames.append(evaluate(state.model, batches, t.train, bs, epoch, "train")[0])
+        elif keep_train:  # training-fold risks of an epoch a protocol may report (Table II's fold-safe threshold)
+            state.frames.append(evaluate_quietly(state.model, batches, t.train, bs, epoch, "train"))
         if progress.on_epoch is not None:
             progress.on_epoch(log)
         if checkpoint is not None and epoch < epochs:
@@ -357,5 +414,5 @@ def _save_checkpoint(path: Path, model: torch.nn.Module, opt: torch.optim.Optimi
     write_checkpoint(path, state)
 
 
-__all__ = ["EpochLog", "FoldResult", "Progress", "TrainingState", "evaluate", "predict", "restore", "train_fold",
-           "train_one_epoch"]
+__all__ = ["EpochLog", "FoldResult", "Progress", "TrainingState", "evaluate", "evaluate_quietly", "predict", "restore",
+           "running_best", "selectable", "train_fold", "train_one_epoch"]
