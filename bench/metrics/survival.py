@@ -132,6 +132,20 @@ def logrank_p(time: np.ndarray, censorship: np.ndarray, high: np.ndarray) -> flo
     return float(logrank_test(time[high], time[~high], event[high], event[~high]).p_value)
 
 
+def logrank_excess(time: np.ndarray, censorship: np.ndarray, high: np.ndarray) -> float:
+    """Observed minus expected events of the high-risk group (the log-rank numerator): > 0 when the
+    high-risk group dies sooner than the pooled hazard predicts, < 0 when the separation is reversed.
+
+    ``E = sum_t d_t n_high,t / n_t`` over the distinct event times, with everyone with ``T >= t`` at risk.
+    """
+    time, event, high = np.asarray(time, dtype=float), np.asarray(censorship) < 0.5, np.asarray(high, dtype=bool)
+    times = np.unique(time[event])
+    at_risk = time[None, :] >= times[:, None]  # [event times, patients]
+    died = at_risk & event[None, :] & (time[None, :] == times[:, None])
+    n, n_high, d = at_risk.sum(1), (at_risk & high[None, :]).sum(1), died.sum(1)
+    return float((died & high[None, :]).sum() - np.sum(d * n_high / n))
+
+
 def risk_group_ttest(time: np.ndarray, censorship: np.ndarray, high: np.ndarray,
                      on: str = "uncensored") -> tuple[float, float, int, int]:
     """Welch's t-test of observed survival months, high- vs low-risk group: (t, p, n_high, n_low).

@@ -55,3 +55,28 @@ def test_seed_summary_averages_each_fold_over_seeds_first():
     assert one[:2] == pytest.approx((0.6, 0.1), abs=1e-15) and one[2] is None
     with pytest.raises(BenchError, match="different numbers of folds"):
         seed_summary([[0.5, 0.7], [0.5]])
+
+
+def test_logrank_excess_is_the_observed_minus_expected_deaths():
+    from lifelines.statistics import logrank_test
+
+    from bench.metrics.survival import logrank_excess
+
+    # hand case: times 1 2 2 3 4, high = {0, 1}; event at 1 (5 at risk, 2 high): E += 2/5;
+    # two deaths at 2 (4 at risk, 1 high): E += 2/4; death at 4 (1 at risk, 0 high). O_high = 2.
+    time = np.array([1.0, 2.0, 2.0, 3.0, 4.0])
+    cens = np.array([0, 0, 0, 1, 0])
+    high = np.array([True, True, False, False, False])
+    assert logrank_excess(time, cens, high) == pytest.approx(2 - (2 / 5 + 2 / 4), abs=1e-15)
+    assert logrank_excess(time, cens, ~high) == pytest.approx(-(2 - (2 / 5 + 2 / 4)), abs=1e-15)
+    # its square over the hypergeometric variance is lifelines' log-rank statistic on random data
+    rng = np.random.default_rng(3)
+    t, c, h = rng.integers(1, 30, 80).astype(float), (rng.random(80) < 0.4).astype(int), rng.random(80) < 0.5
+    ev = c == 0
+    times = np.unique(t[ev])
+    n = (t[None, :] >= times[:, None]).sum(1)
+    nh = ((t[None, :] >= times[:, None]) & h[None, :]).sum(1)
+    d = ((t[None, :] == times[:, None]) & ev[None, :]).sum(1)
+    var = np.sum(d * (nh / n) * (1 - nh / n) * (n - d) / np.maximum(n - 1, 1))
+    stat = logrank_test(t[h], t[~h], ev[h], ev[~h]).test_statistic
+    assert logrank_excess(t, c, h) ** 2 / var == pytest.approx(stat, rel=1e-10)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from store_builder import add_run, rows
 
 from bench._core.config import load_settings
 from bench.data.cohort import load_cohort
@@ -63,3 +64,34 @@ def test_synthetic_evidence_is_marked_and_not_counted(tmp_path):
     c = _claim(claims, "CCL > MCAT")
     assert c.verdict == "holds" and c.synthetic
     assert counts(claims)["holds"] == 0 and counts(claims, include_synthetic=True)["holds"] == 1
+
+
+def _ccl_table2_store(root: Path, train_epochs: tuple[int, ...]) -> Evaluation:
+    """CCL on UCEC, 5 folds of 8 validation patients: epoch 1 ranks by time (perfect separation), epoch 2
+    reverses it (the last epoch). Training risks (two patients) put each epoch's threshold at the median."""
+    for k in range(5):
+        t = np.arange(8 * k + 1, 8 * k + 9, dtype=float)
+        cens = [0] * 8
+        val = {1: 100 - t, 2: t}
+        frames = [rows([f"V{k}-{i}" for i in range(8)], t, cens, val[e], epoch=e) for e in (1, 2)]
+        frames += [rows([f"T{k}-0", f"T{k}-1"], [1.0, 2.0], [0, 0], [float(np.median(val[e]))] * 2, epoch=e,
+                        split="train") for e in train_epochs]
+        add_run(root, "ccl", "tcga_ucec", k, frames, pathology="real")
+    return Evaluation(root)
+
+
+def test_table2_claim_reads_the_permutation_p_at_the_protocols_epoch(tmp_path):
+    ev = _ccl_table2_store(tmp_path / "all", (1, 2))
+    claim = _claim(check_claims(ev, "best-val", tables=("II",)), "CCL's risk groups separate survival "
+                                                                 "(log-rank p < 0.05)")
+    cell = ev.cell("ccl", "tcga_ucec", protocol="best-val")
+    # best-val picks epoch 1 (C = 1): 4 of 8 per fold high and all of them die first -> the smallest perm p
+    assert claim.gap == cell.logrank("fold-safe")[0] and claim.p == cell.permutation_p() == 1 / 1001
+    assert claim.verdict == "holds" and not claim.synthetic
+    # only last-epoch training rows: no evidence at best-val's epoch, so not run with the rerun command
+    ev = _ccl_table2_store(tmp_path / "last", (2,))
+    claims = check_claims(ev, "best-val", tables=("II",))
+    claim = _claim(claims, "CCL's risk groups separate survival (log-rank p < 0.05)")
+    assert claim.verdict == "not run" and claim.commands == ["bench run --method ccl --cohort UCEC --force"]
+    claim = _claim(check_claims(ev, "last", tables=("II",)), "CCL's risk groups separate survival (log-rank p < 0.05)")
+    assert claim.verdict == "reversed" and claim.p == 1 / 1001  # epoch 2: the high-risk group lives longest
