@@ -92,7 +92,7 @@ def epoch_cindex(predictions: pd.DataFrame, split: str = "val") -> pd.Series:
         epoch = rows["epoch"].to_numpy()
     epochs, starts = np.unique(epoch, return_index=True)
     n = len(rows) // len(epochs)
-    if n * len(epochs) == len(rows) and (starts == np.arange(len(epochs)) * n).all():
+    if "case_id" in rows and n * len(epochs) == len(rows) and (starts == np.arange(len(epochs)) * n).all():
         shape = (len(epochs), n)
         case = rows["case_id"].to_numpy().reshape(shape)
         idx = np.argsort(case, axis=1, kind="stable")  # align the epochs patient by patient
