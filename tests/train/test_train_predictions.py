@@ -38,6 +38,7 @@ def _same_except_extra_train_rows(a: pd.DataFrame, b: pd.DataFrame, last: int) -
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b[keep].reset_index(drop=True), check_exact=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method,sets", [
     ("meanmil", {"patch_cap": 5, "patch_cap_eval": True}),  # eval passes draw from the patch generator
     ("ccl", None),  # k-means counters are buffers updated by eval passes
@@ -55,6 +56,7 @@ def test_val_rows_identical_with_and_without_the_extra_train_passes(toy, tmp_pat
     assert check_run(toy.settings, new_dir) is None
 
 
+@pytest.mark.slow
 def test_train_rows_at_every_epoch_a_protocol_selects(toy, tmp_path):
     _, preds, _ = _run(toy, tmp_path, epochs=6)
     train_epochs = set(preds.loc[preds.split == "train", "epoch"])
@@ -70,6 +72,7 @@ def test_train_rows_at_every_epoch_a_protocol_selects(toy, tmp_path):
         assert len(g) == len(split.train)
 
 
+@pytest.mark.slow
 def test_inner_selection_stores_train_rows_at_the_inner_pick(toy, tmp_path):
     write_inner_splits(load_cohort(toy.settings, toy.cohort))
     d, preds, _ = _run(toy, tmp_path, epochs=5, sets={"selection": "inner"})
@@ -80,6 +83,7 @@ def test_inner_selection_stores_train_rows_at_the_inner_pick(toy, tmp_path):
     assert check_run(toy.settings, d) is None
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_extra_train_rows(toy, tmp_path):
     _, ref_preds, _ = _run(toy, tmp_path / "ref", epochs=4)
     plan = plan_run(toy.settings, "meanmil", toy.cohort, epochs=4, folds=[0], results=tmp_path / "cut")
