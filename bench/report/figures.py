@@ -200,10 +200,12 @@ def check_formats(fmt: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def save(fig: Figure, dest: Path, fmt: str) -> Path:
-    """Write ``fig`` atomically as ``fmt`` at its own size (PNG at :data:`PNG_DPI` dpi)."""
+    """Write ``fig`` atomically as ``fmt`` at its own size (PNG at :data:`PNG_DPI` dpi). No creation date is
+    written, so the same store gives byte-identical files (``make reproduce`` leaves the tree unchanged)."""
     check_formats(fmt)
+    metadata = {"CreationDate": None} if fmt == "pdf" else None
     with _style(), atomic_path(dest) as tmp:
-        fig.savefig(tmp, format=fmt, dpi=PNG_DPI)
+        fig.savefig(tmp, format=fmt, dpi=PNG_DPI, metadata=metadata)
     return dest
 
 

@@ -309,3 +309,17 @@ def test_figures_written_as_png_and_pdf_at_their_own_size(tmp_path):
     assert _pdf_width_pt(out / "fig6_km_ccl.pdf") == pytest.approx(WIDTH * 72)
     assert _pdf_width_pt(out / "fig7_ttest_ccl.pdf") == pytest.approx(WIDTH * 72)
     assert _png_width(out / "calibration_ccl_UCEC.png") == round(CALIBRATION_SIZE[0] * PNG_DPI)
+
+
+def test_saved_figures_are_byte_identical_across_saves(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from bench.report.figures import save
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    for fmt in ("pdf", "png"):
+        a, b = save(fig, tmp_path / f"a.{fmt}", fmt), save(fig, tmp_path / f"b.{fmt}", fmt)
+        assert a.read_bytes() == b.read_bytes()
+    assert b"CreationDate" not in (tmp_path / "a.pdf").read_bytes()
+    plt.close(fig)
