@@ -194,11 +194,25 @@ def plan_run(
 
 
 def _named_variant(settings: Settings, info: MethodInfo, cohort: str, overrides: Mapping[str, Any]) -> str | None:
-    """The method's named variant whose overrides are exactly these (so `--set` and `--variant` agree)."""
+    """The method's named variant whose overrides are exactly these (so `--set` and `--variant` agree).
+
+    Overrides that extend a named variant are named after it: ``ccl-protocol`` plus ``selection=inner`` is
+    ``ccl-protocol,selection=inner`` (the largest named variant contained wins; None when none is contained).
+    """
+    if not overrides:
+        return None
+    best: tuple[int, str, dict[str, Any]] | None = None
     for name, sets in info.variants.items():
-        if overrides and resolve_run_config(settings, info, cohort, sets)[1] == dict(overrides):
+        named = resolve_run_config(settings, info, cohort, sets)[1]
+        if named == dict(overrides):
             return name
-    return None
+        contained = named and all(k in overrides and overrides[k] == v for k, v in named.items())
+        if contained and (best is None or len(named) > best[0]):
+            best = (len(named), name, named)
+    if best is None:
+        return None
+    rest = variant_name({k: v for k, v in overrides.items() if k not in best[2]})
+    return f"{best[1]},{rest}" if not rest.startswith("cfg-") else None
 
 
 @dataclass

@@ -119,3 +119,17 @@ def test_parallel_folds_match_sequential(toy, tmp_path, monkeypatch):
     for fold in (0, 1, 2):
         pd.testing.assert_frame_equal(pd.read_csv(par.dir(fold) / "predictions.csv"),
                                       pd.read_csv(seq.dir(fold) / "predictions.csv"))
+
+
+def test_a_named_variant_extended_by_sets_keeps_its_name():
+    from pathlib import Path
+
+    from bench._core.config import load_settings
+
+    settings = load_settings(Path(__file__).resolve().parents[2])
+    name = lambda **kw: plan_run(settings, "snn", "UCEC", load_store=False, **kw).variant  # noqa: E731
+    assert name(variant="ccl-protocol") == "ccl-protocol"
+    assert name(variant="ccl-protocol", sets={"selection": "inner"}) == "ccl-protocol,selection=inner"
+    assert name(variant="ccl-protocol", sets={"lr": 1e-3, "selection": "inner"}) == "ccl-protocol,selection=inner"
+    assert name(sets={"selection": "inner"}) == "selection=inner"  # no named variant contained
+    assert name(variant="ccl-protocol", sets={"lr": 0.01}).startswith("cfg-")  # no longer contains it
