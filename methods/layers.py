@@ -5,8 +5,12 @@
 * :class:`NystromAttention` — Nyström-approximated self-attention (Xiong et al. 2021) as used by
   TransMIL, CMTA and CCL: front zero-padding to a multiple of the landmark count, landmark means,
   iterative Moore–Penrose pseudo-inverse, depth-wise convolution residual on the values.
+* :func:`newton_schulz_spectral` — the same pseudo-inverse iterations, computed exactly through one
+  symmetric eigendecomposition (values and gradients equal to the iterations' up to rounding).
 * :class:`TransLayer` — ``x + NystromAttention(LayerNorm(x))`` (no feed-forward sub-layer).
-* :class:`PPEG` — TransMIL's pyramid position encoding (depth-wise 7/5/3 convolutions on a grid).
+* :class:`PPEG` — TransMIL's pyramid position encoding (depth-wise 7/5/3 convolutions on a grid,
+  computed as one convolution with the summed kernel).
+* :func:`explicit_computation` — switches those exact speed-ups off (benchmarks, equality tests).
 * :class:`TokenTransformer` — class token + two TransLayers + LayerNorm over a few tokens (CCL's
   fusion Transformer; also SNNTrans and DualTrans).
 * :class:`TransMILBody` — square wrap-padding, class token, TransLayer, PPEG, TransLayer, LayerNorm.
@@ -15,8 +19,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -110,15 +115,104 @@ def moore_penrose_pinv(x: torch.Tensor, iters: int = 6) -> torch.Tensor:
 
     Initialised with ``X^T / (max_i sum_j |x_ij| * max_j sum_i |x_ij|)``, maxima over the whole batch.
     """
-    abs_x = x.abs()
-    col = abs_x.sum(dim=-1)
-    row = abs_x.sum(dim=-2)
-    z = x.transpose(-1, -2) / (col.max() * row.max())
+    z = x.transpose(-1, -2) / _pinv_scale(x)
     eye = torch.eye(x.shape[-1], device=x.device, dtype=x.dtype)
     for _ in range(iters):
         xz = x @ z
         z = 0.25 * z @ (13 * eye - xz @ (15 * eye - xz @ (7 * eye - xz)))
     return z
+
+
+def _pinv_scale(x: torch.Tensor) -> torch.Tensor:
+    """The iteration's start scale: max row sum of ``|x|`` times max column sum, over the whole batch."""
+    abs_x = x.abs()
+    return abs_x.sum(dim=-1).max() * abs_x.sum(dim=-2).max()
+
+
+# The iterations are polynomials in M = X X^T / s: with G_k = X Z_k, G_0 = M and G_{k+1} = f(G_k) for
+# f(x) = x (13 - x (15 - x (7 - x))) / 4, and Z_k = (X^T / s) R_k(M) with R_0 = 1, R_{k+1} = R_k q(G_k)
+# for q(y) = (13 - y (15 - y (7 - y))) / 4. On the eigenvalues of M these are scalar recursions; the
+# gradient is the Daleckii–Krein formula with divided differences computed without cancellation.
+_EXPLICIT = False  # set by explicit_computation(): models built meanwhile skip the exact speed-ups
+SPECTRAL_MIN_SIZE = 24  # below this the iterations' few small matmuls are cheaper than an eigendecomposition
+
+
+def _ns_f(x: torch.Tensor) -> torch.Tensor:
+    return 0.25 * x * (13 - x * (15 - x * (7 - x)))
+
+
+def _ns_q(y: torch.Tensor) -> torch.Tensor:
+    return 0.25 * (13 - y * (15 - y * (7 - y)))
+
+
+def _ns_f_dd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Divided difference ``f[a, b]`` (``f'(a)`` where ``a = b``), as a polynomial in ``a`` and ``b``."""
+    s2 = a * a + b * b
+    return 0.25 * (13 - 15 * (a + b) + 7 * (s2 + a * b) - (a + b) * s2)
+
+
+def _ns_q_dd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Divided difference ``q[a, b]``."""
+    return 0.25 * (-15 + 7 * (a + b) - (a * a + a * b + b * b))
+
+
+class _SpectralNewtonSchulz(torch.autograd.Function):
+    """``G_iters(M)`` (``kind = "g"``) or ``R_iters(M)`` (``kind = "r"``) for symmetric ``M [..., r, r]``."""
+
+    @staticmethod
+    def forward(ctx, m: torch.Tensor, iters: int, kind: str) -> torch.Tensor:  # type: ignore[override]
+        lam, u = torch.linalg.eigh(m)
+        xs = [lam]
+        for _ in range(iters):
+            xs.append(_ns_f(xs[-1]))
+        if kind == "g":
+            values = xs[-1]
+        else:
+            values = torch.ones_like(lam)
+            for x in xs[:-1]:
+                values = values * _ns_q(x)
+        ctx.kind = kind
+        ctx.save_for_backward(u, *xs)
+        return (u * values.unsqueeze(-2)) @ u.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
+        u, *xs = ctx.saved_tensors
+        col, row = (lambda x: x.unsqueeze(-1)), (lambda x: x.unsqueeze(-2))
+        x_dd = torch.ones_like(u)  # x_k[l_i, l_j], the divided differences of the k-th iterate
+        if ctx.kind == "g":
+            for x in xs[:-1]:
+                x_dd = x_dd * _ns_f_dd(col(x), row(x))
+            dd = x_dd
+        else:  # R = prod_k q(x_k): (uv)[a, b] = u[a, b] v(b) + u(a) v[a, b]
+            prod_a = torch.ones_like(xs[0])  # prod_{j<k} q(x_j) at the row eigenvalue
+            dd = torch.zeros_like(u)
+            for x in xs[:-1]:
+                q_dd = _ns_q_dd(col(x), row(x)) * x_dd
+                dd = dd * row(_ns_q(x)) + col(prod_a) * q_dd
+                prod_a = prod_a * _ns_q(x)
+                x_dd = x_dd * _ns_f_dd(col(x), row(x))
+        ut = u.transpose(-1, -2)
+        return u @ (dd * (ut @ grad @ u)) @ ut, None, None
+
+
+def newton_schulz_spectral(x: torch.Tensor, iters: int, kind: str, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`moore_penrose_pinv`'s iterations on ``x [..., r, r]`` through one eigendecomposition of ``X X^T / s``.
+
+    Args:
+        x: the matrices (a batch); ``s`` is :func:`_pinv_scale` of the whole batch unless ``scale`` is given.
+        iters: Newton–Schulz iterations.
+        kind: ``"pinv"`` returns ``Z_iters`` (what :func:`moore_penrose_pinv` returns); ``"xzx"`` returns
+            ``X Z_iters X``.
+
+    The same function of ``x`` as the iterations, values and gradients (float64: equal to about 1e-14
+    relative); on ``r`` of a hundred or more tokens several times cheaper forward and backward.
+    """
+    s = _pinv_scale(x) if scale is None else scale
+    m = (x @ x.transpose(-1, -2)) / s
+    if kind == "xzx":
+        return _SpectralNewtonSchulz.apply(m, iters, "g") @ x
+    return (x.transpose(-1, -2) / s) @ _SpectralNewtonSchulz.apply(m, iters, "r")
 
 
 class NystromAttention(nn.Module):
@@ -133,6 +227,9 @@ class NystromAttention(nn.Module):
     Sequences no longer than ``num_landmarks`` (CCL's 5-token fusion, padded to 128) are computed
     by :func:`short_sequence_nystrom`, which gives the same result on ``(n+1) x (n+1)`` matrices
     instead of the padded ``m x m`` ones (set ``exact_short = False`` to force the generic path).
+    Pseudo-inverses of ``SPECTRAL_MIN_SIZE`` rows or more run through :func:`newton_schulz_spectral`
+    (``spectral = False``, or :func:`explicit_computation`: the explicit iterations; same values and
+    gradients).
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, num_landmarks: int = 256,
@@ -146,13 +243,14 @@ class NystromAttention(nn.Module):
         self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
                                   groups=heads, bias=False) if residual_kernel else None
         self.exact_short = True
+        self.spectral = not _EXPLICIT
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         h, m = self.heads, self.m
         if self.exact_short and n <= m:
             q, k, v = (t.reshape(b, n, h, self.dim_head).transpose(1, 2) for t in self.to_qkv(x).chunk(3, dim=-1))
-            out = short_sequence_nystrom(q * self.scale, k, v, m, self.iters)
+            out = short_sequence_nystrom(q * self.scale, k, v, m, self.iters, spectral=self.spectral)
             if self.res_conv is not None:  # zero padding equals the padded zero tokens
                 out = out + banded_depthwise(self.res_conv.weight, v)
             return self.to_out(out.transpose(1, 2).reshape(b, n, h * self.dim_head))
@@ -169,7 +267,11 @@ class NystromAttention(nn.Module):
         attn1 = torch.softmax(q @ k_land.transpose(-1, -2), dim=-1)
         attn2 = torch.softmax(q_land @ k_land.transpose(-1, -2), dim=-1)
         attn3 = torch.softmax(q_land @ k.transpose(-1, -2), dim=-1)
-        out = (attn1 @ moore_penrose_pinv(attn2, self.iters)) @ (attn3 @ v)
+        if self.spectral and m >= SPECTRAL_MIN_SIZE:
+            pinv = newton_schulz_spectral(attn2, self.iters, "pinv")
+        else:
+            pinv = moore_penrose_pinv(attn2, self.iters)
+        out = (attn1 @ pinv) @ (attn3 @ v)
         if self.res_conv is not None:
             out = out + self.res_conv(v)
         out = out.transpose(1, 2).reshape(b, total, h * self.dim_head)
@@ -190,7 +292,8 @@ def banded_depthwise(weight: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return band @ v
 
 
-def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int, iters: int) -> torch.Tensor:
+def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int, iters: int,
+                           spectral: bool = True) -> torch.Tensor:
     """Nyström attention of ``n <= m`` tokens (``q`` already scaled; ``[B, H, n, d]``), without the residual.
 
     With ``m`` landmarks and the sequence front-padded to ``m`` zero tokens, every landmark is one
@@ -200,6 +303,8 @@ def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m:
     weight ``sqrt(p)``; the Moore–Penrose iteration started at ``A^T / s`` stays in that subspace,
     so it runs on the ``(n+1) x (n+1)`` matrix ``A~`` with the same scale ``s`` (max row sum times
     max column sum of the full ``A`` over the batch). Same values as the padded computation.
+    From ``SPECTRAL_MIN_SIZE`` rows on (and ``spectral``) the iterations run through
+    :func:`newton_schulz_spectral`.
     """
     n = q.shape[-2]
     p = m - n
@@ -219,6 +324,9 @@ def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m:
     col_max = col_content.amax() if p == 0 else torch.maximum(col_content.amax(), (p / m + c.sum(-2)).amax())
     lead = a_small.shape[:-2]
     a_flat = a_small.reshape(-1, n + 1, n + 1)
+    if spectral and n + 1 >= SPECTRAL_MIN_SIZE:
+        w = newton_schulz_spectral(a_flat, iters, "xzx", scale=row_max * col_max).reshape(*lead, n + 1, n + 1)
+        return w[..., 1:, 1:] @ v
     z = a_flat.transpose(-1, -2) / (row_max * col_max)
     eye = torch.eye(n + 1, dtype=d.dtype, device=d.device)
     eye7, eye15, eye13q = 7 * eye, 15 * eye, 3.25 * eye
@@ -245,20 +353,46 @@ class TransLayer(nn.Module):
 
 
 class PPEG(nn.Module):
-    """Pyramid position encoding generator: ``x + DW7(x) + DW5(x) + DW3(x)`` on the token grid."""
+    """Pyramid position encoding generator: ``x + DW7(x) + DW5(x) + DW3(x)`` on the token grid.
+
+    The three depth-wise convolutions are computed as one 7 x 7 convolution whose kernel is their
+    sum (the 5 x 5 and 3 x 3 kernels centred) and whose bias is the sum of the three biases: the
+    same linear map, one convolution forward and backward instead of three (``merged = False``:
+    the three convolutions).
+    """
 
     def __init__(self, dim: int = 512) -> None:
         super().__init__()
         self.p7 = nn.Conv2d(dim, dim, 7, 1, 3, groups=dim)
         self.p5 = nn.Conv2d(dim, dim, 5, 1, 2, groups=dim)
         self.p3 = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+        self.merged = not _EXPLICIT
 
     def forward(self, x: torch.Tensor, side: int) -> torch.Tensor:
         cls, tokens = x[:, :1], x[:, 1:]
         b, _n, c = tokens.shape
         grid = tokens.transpose(1, 2).reshape(b, c, side, side)
-        grid = grid + self.p7(grid) + self.p5(grid) + self.p3(grid)
+        if self.merged:
+            kernel = self.p7.weight + F.pad(self.p5.weight, (1, 1, 1, 1)) + F.pad(self.p3.weight, (2, 2, 2, 2))
+            bias = self.p7.bias + self.p5.bias + self.p3.bias
+            grid = grid + F.conv2d(grid, kernel, bias, padding=3, groups=c)
+        else:
+            grid = grid + self.p7(grid) + self.p5(grid) + self.p3(grid)
         return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
+
+
+@contextlib.contextmanager
+def explicit_computation() -> Iterator[None]:
+    """Models built inside run without their exact speed-ups: the Nyström pseudo-inverse through its
+    iterations instead of :func:`newton_schulz_spectral`, PPEG's three convolutions instead of one. Same
+    values and gradients either way (up to rounding); used by ``bench perf --explicit`` and the
+    equality tests."""
+    global _EXPLICIT
+    saved, _EXPLICIT = _EXPLICIT, True
+    try:
+        yield
+    finally:
+        _EXPLICIT = saved
 
 
 class TokenTransformer(nn.Module):

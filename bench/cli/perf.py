@@ -22,8 +22,36 @@ def perf(
              "synthetic store larger than --memory-limit-mb: bags/s, MiB/s, memory growth.")] = None,
     memory_limit_mb: Annotated[int, typer.Option(help="With --placement: the benchmark's own memory limit.")] = 64,
     store_mb: Annotated[int, typer.Option(help="With --placement: the synthetic store's size (> the limit).")] = 128,
+    cohort: Annotated[str | None, typer.Option(
+        help="Instead of a synthetic profile: thread-seconds per fold-epoch on this bundled cohort's fold, "
+             "beside --reference, one torch thread.")] = None,
+    fold: Annotated[int, typer.Option(help="With --cohort: the fold.")] = 0,
+    patients: Annotated[int | None, typer.Option(
+        help="With --cohort: time the first N training and validation patients and scale to the fold.")] = None,
+    explicit: Annotated[bool, typer.Option(
+        help="With --cohort: also time each method with its exact speed-ups off (the before/after columns).")] = False,
+    check_epochs: Annotated[int, typer.Option(
+        help="With --cohort: train this many epochs with the speed-ups on and off from one seed and compare "
+             "the predictions.")] = 0,
+    reference: Annotated[str, typer.Option(help="With --cohort: the method the ratios are to.")] = "attmil",
 ) -> None:
-    """Time methods on a synthetic cohort: train/eval patients per second, 5-fold wall time, memory, speed-up."""
+    """Time methods on a synthetic cohort: train/eval patients per second, 5-fold wall time, memory, speed-up.
+
+    With ``--cohort``: thread-seconds per fold-epoch of each method on a real cohort's fold instead.
+    """
+    if cohort is not None:
+        import json
+
+        from bench.tools.perf_epoch import markdown_table, run_epoch_perf
+
+        found = run_epoch_perf(load_settings(), method or ["ccl"], cohort, fold, patients=patients,
+                               explicit=explicit, check_epochs=check_epochs, reference=reference,
+                               log=lambda s: console.print(s, markup=False))
+        console.print(markdown_table(found), markup=False)
+        if json_out:
+            json_out.write_text(json.dumps(found, indent=1) + "\n")
+            console.print(f"wrote {json_out}", markup=False)
+        return
     if placement is not None:
         from bench.tools.perf_placement import parse_placements, run_placement_perf, write_placement_json
 

@@ -1,0 +1,196 @@
+"""``bench perf --cohort C``: thread-seconds per fold-epoch of each method on a real cohort's fold.
+
+Every method is timed on the same fold of the same cohort (its bundled genomics and the feature store
+a run would use), in one process, one torch thread: one training pass in the engine's order
+(:func:`bench.train.engine.train_one_epoch`: the method's sampler, accumulation, L1, auxiliary losses)
+and one evaluation pass over the validation fold. ``--patients N`` times the first ``N`` training
+patients of the epoch's order and the first ``N`` validation patients and scales both to the whole fold
+(the line says so). With ``explicit`` each method is also timed with its exact speed-ups switched off
+(:func:`methods.layers.explicit_computation`), and ``check_epochs`` trains that many epochs both ways
+from the same seed and reports how far the stored predictions differ.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench._core.config import Settings
+from bench.data.batches import Batches, FoldTensors, input_dims, load_bags
+from bench.metrics.concordance import cindex
+from bench.train.engine import evaluate, restore, train_fold, train_one_epoch
+from bench.train.runner import plan_run
+
+
+@dataclass
+class EpochCost:
+    """One method's measured cost on the fold (``explicit``: with its exact speed-ups off)."""
+
+    method: str
+    explicit: bool
+    n_train: int
+    n_val: int
+    timed_train: int
+    timed_val: int
+    train_s: float  # thread-seconds of the training pass, scaled to the whole training fold
+    eval_s: float  # thread-seconds of the validation pass, scaled to the whole validation fold
+
+    @property
+    def epoch_s(self) -> float:
+        return self.train_s + self.eval_s
+
+
+@dataclass
+class Equality:
+    """Predictions of a ``epochs``-epoch run with the speed-ups on vs off, same seed."""
+
+    method: str
+    epochs: int
+    identical: bool
+    max_abs_diff: float
+    cindex_fast: float
+    cindex_explicit: float
+
+
+def _built(explicit: bool) -> contextlib.AbstractContextManager:
+    """Models built inside have their exact speed-ups off (``explicit``) or on."""
+    from methods.layers import explicit_computation
+
+    return explicit_computation() if explicit else contextlib.nullcontext()
+
+
+def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, bags_cache: dict):
+    plan = plan_run(settings, method, cohort, folds=[fold])
+    cfg = plan.config
+    bags = None
+    if plan.store is not None:
+        key = plan.store.info.path if hasattr(plan.store.info, "path") else id(plan.store.info)
+        if key not in bags_cache:
+            bags_cache[key] = load_bags(plan.store.info, plan.cohort, plan.device)
+        bags = bags_cache[key]
+    fo = plan.cohort.fold(fold, bins=cfg["data"]["bins"], n_bins=cfg["data"]["n_bins"])
+    tensors = FoldTensors.build(plan.cohort, fo, plan.device, bags.available if bags is not None else None)
+    full = (len(tensors.train), len(tensors.val))
+    dims = input_dims(plan.cohort, cfg["data"]["n_bins"], bags.dim if bags is not None else None, tensors.train)
+    if patients:
+        tensors = dataclasses.replace(tensors, train=tensors.train[:patients], val=tensors.val[:patients])
+    return plan, cfg, bags, tensors, dims, full
+
+
+def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, patients: int | None = None,
+               explicit: bool = False, bags_cache: dict | None = None, seed: int = 0) -> EpochCost:
+    """Thread-seconds of one training pass and one validation pass of ``method`` on ``cohort``'s ``fold``.
+
+    Args:
+        patients: time only the first ``patients`` of the epoch's training order and of the validation
+            fold, and scale to the whole fold (None: the whole fold).
+        explicit: switch the method's exact speed-ups off.
+        bags_cache: feature stores already loaded, shared between calls.
+    """
+    plan, cfg, bags, tensors, dims, (n_train, n_val) = _fold(settings, method, cohort, fold, patients,
+                                                             {} if bags_cache is None else bags_cache)
+    batches = Batches(plan.cohort, tensors, bags, patch_cap=cfg["data"]["patch_cap"],
+                      patch_cap_eval=cfg["data"]["patch_cap_eval"])
+    train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
+    with _built(explicit):  # the model keeps the setting it was built with
+        state = restore(plan.info, {**cfg, "train": train_cfg}, dims, batches, seed)
+    t0 = time.process_time()
+    train_one_epoch(state, plan.info, train_cfg, batches, 1)
+    train_s = time.process_time() - t0
+    t0 = time.process_time()
+    evaluate(state.model, batches, tensors.val, cfg["train"]["batch_size"], 1, "val")
+    eval_s = time.process_time() - t0
+    timed_train, timed_val = len(tensors.train), len(tensors.val)
+    return EpochCost(method, explicit, n_train, n_val, timed_train, timed_val,
+                     train_s * n_train / timed_train, eval_s * n_val / timed_val)
+
+
+def check_equal(settings: Settings, method: str, cohort: str, fold: int = 0, *, epochs: int = 2,
+                patients: int | None = None, bags_cache: dict | None = None, seed: int = 0) -> Equality:
+    """Train ``epochs`` epochs with the speed-ups on and off from the same seed; compare the predictions.
+
+    ``patients``: train and validate on the first ``patients`` training and validation patients only.
+    """
+    import pandas as pd
+
+    outs = []
+    for explicit in (False, True):
+        plan, cfg, bags, tensors, dims, _ = _fold(settings, method, cohort, fold, patients,
+                                                  {} if bags_cache is None else bags_cache)
+        cfg = {**cfg, "train": {**cfg["train"], "epochs": epochs,
+                                "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}}
+        batches = Batches(plan.cohort, tensors, bags, patch_cap=cfg["data"]["patch_cap"],
+                          patch_cap_eval=cfg["data"]["patch_cap_eval"])
+        with _built(explicit):  # the model is built inside train_fold
+            outs.append(train_fold(plan.info, cfg, dims, batches, seed).predictions)
+    fast, slow = outs
+    cols = [c for c in fast.columns if c == "risk" or c.startswith("surv_")]
+    diff = float(np.max(np.abs(fast[cols].to_numpy() - slow[cols].to_numpy())))
+    last = fast["epoch"] == fast["epoch"].max()
+
+    def c(frame: pd.DataFrame) -> float:
+        rows = frame[(frame["split"] == "val") & last]
+        return cindex(rows["survival_months"].to_numpy(), rows["censorship"].to_numpy(), rows["risk"].to_numpy())
+
+    return Equality(method, epochs, bool(fast[cols].equals(slow[cols])), diff, c(fast), c(slow))
+
+
+def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: int = 0, *,
+                   patients: int | None = None, explicit: bool = False, check_epochs: int = 0,
+                   reference: str = "attmil", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time each method (and ``reference``) per fold-epoch; optionally with speed-ups off and an equality check.
+
+    Returns ``{"costs": [...], "equality": [...], "threads": 1, ...}`` (JSON-ready).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    cache: dict = {}
+    costs: list[EpochCost] = []
+    equal: list[Equality] = []
+    try:
+        names = list(dict.fromkeys([reference, *methods]))
+        for name in names:
+            for mode in ((False, True) if explicit and name != reference else (False,)):
+                cost = time_epoch(settings, name, cohort, fold, patients=patients, explicit=mode, bags_cache=cache)
+                costs.append(cost)
+                scaled = f" (timed on {cost.timed_train} train / {cost.timed_val} val patients, scaled)" \
+                    if cost.timed_train < cost.n_train else ""
+                log(f"{name}{' [explicit]' if mode else ''}: {cost.epoch_s:.1f} thread-s per fold-epoch "
+                    f"(train {cost.train_s:.1f}, val {cost.eval_s:.1f}){scaled}")
+            if check_epochs and name != reference:
+                eq = check_equal(settings, name, cohort, fold, epochs=check_epochs, patients=patients,
+                                 bags_cache=cache)
+                equal.append(eq)
+                log(f"{name}: {check_epochs}-epoch predictions {'identical' if eq.identical else 'differ'} "
+                    f"(max |diff| {eq.max_abs_diff:.2e}; val C-index {eq.cindex_fast:.4f} vs {eq.cindex_explicit:.4f})")
+    finally:
+        torch.set_num_threads(threads)
+    ref = next(c.epoch_s for c in costs if c.method == reference and not c.explicit)
+    rows = []
+    for c in costs:
+        row = {**dataclasses.asdict(c), "epoch_s": c.epoch_s, "vs_reference": c.epoch_s / ref}
+        rows.append(row)
+    return {"cohort": cohort, "fold": fold, "threads": 1, "reference": reference, "patients": patients,
+            "costs": rows, "equality": [dataclasses.asdict(e) for e in equal]}
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """method | thread-s per fold-epoch (explicit, fast) | speed-up | ratio to the reference."""
+    by = {}
+    for r in result["costs"]:
+        by.setdefault(r["method"], {})["explicit" if r["explicit"] else "fast"] = r["epoch_s"]
+    ref = by[result["reference"]]["fast"]
+    lines = ["| method | explicit (thread-s) | with the speed-ups | × | ratio to " + result["reference"] + " |",
+             "|---|---|---|---|---|"]
+    for name, v in by.items():
+        slow = v.get("explicit")
+        lines.append(f"| {name} | {slow:.1f} | {v['fast']:.1f} | {slow / v['fast']:.2f} | {v['fast'] / ref:.1f} |"
+                     if slow else f"| {name} | – | {v['fast']:.1f} | – | {v['fast'] / ref:.1f} |")
+    return "\n".join(lines)
