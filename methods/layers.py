@@ -146,14 +146,26 @@ def _ns_q(y: torch.Tensor) -> torch.Tensor:
 
 
 def _ns_f_dd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Divided difference ``f[a, b]`` (``f'(a)`` where ``a = b``), as a polynomial in ``a`` and ``b``."""
-    s2 = a * a + b * b
-    return 0.25 * (13 - 15 * (a + b) + 7 * (s2 + a * b) - (a + b) * s2)
+    """Four times the divided difference ``f[a_i, b_j]`` (``4 f'(a)`` where ``a = b``) for eigenvalue vectors.
+
+    ``4 f[a, b] = c0(a) + b (c1(a) + b (c2(a) - b))`` with ``c0 = 13 - 15a + 7a^2 - a^3``,
+    ``c1 = -15 + 7a - a^2``, ``c2 = 7 - a``: a polynomial, no division by ``a - b``; five operations
+    on the ``r x r`` matrix.
+    """
+    c2 = 7 - a
+    c1 = -15 + a * c2
+    c0 = 13 + a * c1
+    col = lambda v: v.unsqueeze(-1)  # noqa: E731
+    row = b.unsqueeze(-2)
+    return torch.addcmul(col(c0), row, torch.addcmul(col(c1), row, col(c2) - row))
 
 
 def _ns_q_dd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Divided difference ``q[a, b]``."""
-    return 0.25 * (-15 + 7 * (a + b) - (a * a + a * b + b * b))
+    """Four times the divided difference ``q[a_i, b_j]``: ``d0(a) + b (d1(a) - b)``, ``d0 = -15 + 7a - a^2``."""
+    d1 = 7 - a
+    d0 = -15 + a * d1
+    row = b.unsqueeze(-2)
+    return torch.addcmul(d0.unsqueeze(-1), row, d1.unsqueeze(-1) - row)
 
 
 class _SpectralNewtonSchulz(torch.autograd.Function):
@@ -178,20 +190,25 @@ class _SpectralNewtonSchulz(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
         u, *xs = ctx.saved_tensors
-        col, row = (lambda x: x.unsqueeze(-1)), (lambda x: x.unsqueeze(-2))
-        x_dd = torch.ones_like(u)  # x_k[l_i, l_j], the divided differences of the k-th iterate
+        iters = len(xs) - 1
+        x_dd = None  # divided differences of the k-th iterate, x_k[l_i, l_j] (x_0 = l: all ones)
         if ctx.kind == "g":
-            for x in xs[:-1]:
-                x_dd = x_dd * _ns_f_dd(col(x), row(x))
-            dd = x_dd
-        else:  # R = prod_k q(x_k): (uv)[a, b] = u[a, b] v(b) + u(a) v[a, b]
+            for x in xs[:-1]:  # the 1/4 of each step once at the end
+                step = _ns_f_dd(x, x)
+                x_dd = step if x_dd is None else x_dd * step
+            dd = (torch.ones_like(u) if x_dd is None else x_dd) * 0.25 ** iters
+        else:  # R = prod_k q(x_k): (uv)[a, b] = u[a, b] v(b) + u(a) v[a, b], with q(x_k)[a, b] = q[x_k] x_k[a, b]
             prod_a = torch.ones_like(xs[0])  # prod_{j<k} q(x_j) at the row eigenvalue
             dd = torch.zeros_like(u)
             for x in xs[:-1]:
-                q_dd = _ns_q_dd(col(x), row(x)) * x_dd
-                dd = dd * row(_ns_q(x)) + col(prod_a) * q_dd
-                prod_a = prod_a * _ns_q(x)
-                x_dd = x_dd * _ns_f_dd(col(x), row(x))
+                qx = _ns_q(x)
+                q_dd = _ns_q_dd(x, x) * 0.25
+                if x_dd is not None:
+                    q_dd = q_dd * x_dd
+                dd = torch.addcmul(dd * qx.unsqueeze(-2), prod_a.unsqueeze(-1), q_dd)
+                prod_a = prod_a * qx
+                step = _ns_f_dd(x, x) * 0.25
+                x_dd = step if x_dd is None else x_dd * step
         ut = u.transpose(-1, -2)
         return u @ (dd * (ut @ grad @ u)) @ ut, None, None
 

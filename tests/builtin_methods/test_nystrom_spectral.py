@@ -116,3 +116,16 @@ def test_merged_ppeg_equals_three_convolutions():
     _close(got, want)
     for a, b in zip(g_got, g_want, strict=True):
         _close(a, b)
+
+
+@pytest.mark.parametrize("iters", [0, 1])
+def test_spectral_iterations_few_steps(iters):
+    x = _attention_like(30, seed=5).requires_grad_()
+    want, g_want = _grads(lambda a: moore_penrose_pinv(a, iters), x)
+    got, g_got = _grads(lambda a: newton_schulz_spectral(a, iters, "pinv"), x)
+    _close(got, want)
+    _close(g_got[0], g_want[0])
+    want, g_want = _grads(lambda a: a @ moore_penrose_pinv(a, iters) @ a, x)
+    got, g_got = _grads(lambda a: newton_schulz_spectral(a, iters, "xzx"), x)
+    _close(got, want)
+    _close(g_got[0], g_want[0])
