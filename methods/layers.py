@@ -134,7 +134,7 @@ def _pinv_scale(x: torch.Tensor) -> torch.Tensor:
 # for q(y) = (13 - y (15 - y (7 - y))) / 4. On the eigenvalues of M these are scalar recursions; the
 # gradient is the Daleckii–Krein formula with divided differences computed without cancellation.
 _EXPLICIT = False  # set by explicit_computation(): models built meanwhile skip the exact speed-ups
-SPECTRAL_MIN_SIZE = 24  # below this the iterations' few small matmuls are cheaper than an eigendecomposition
+SPECTRAL_MIN_SIZE = 96  # measured crossover (one CPU thread): below it the iterations' matmuls are as cheap
 
 
 def _ns_f(x: torch.Tensor) -> torch.Tensor:
