@@ -34,6 +34,7 @@ def perf(
         help="With --cohort: train this many epochs with the speed-ups on and off from one seed and compare "
              "the predictions.")] = 0,
     reference: Annotated[str, typer.Option(help="With --cohort: the method the ratios are to.")] = "attmil",
+    repeats: Annotated[int, typer.Option(help="With --cohort: timed passes per mode (the fastest is kept).")] = 2,
 ) -> None:
     """Time methods on a synthetic cohort: train/eval patients per second, 5-fold wall time, memory, speed-up.
 
@@ -45,7 +46,7 @@ def perf(
         from bench.tools.perf_epoch import markdown_table, run_epoch_perf
 
         found = run_epoch_perf(load_settings(), method or ["ccl"], cohort, fold, patients=patients,
-                               explicit=explicit, check_epochs=check_epochs, reference=reference,
+                               explicit=explicit, check_epochs=check_epochs, reference=reference, repeats=repeats,
                                log=lambda s: console.print(s, markup=False))
         console.print(markdown_table(found), markup=False)
         if json_out:

@@ -13,7 +13,7 @@ from bench.tools.perf_epoch import run_epoch_perf
 def test_epoch_costs_and_equality_of_the_exact_speed_ups(toy_factory):
     toy = toy_factory(n_patients=40, patches=100, dim=16)  # 100 patches: Nyström matrices of 102 rows (spectral)
     lines: list[str] = []
-    found = run_epoch_perf(toy.settings, ["transmil"], "TOY", patients=4, explicit=True, check_epochs=1,
+    found = run_epoch_perf(toy.settings, ["transmil"], "TOY", patients=4, explicit=True, check_epochs=1, repeats=1,
                            log=lines.append)
     modes = [(c["method"], c["explicit"]) for c in found["costs"]]
     assert modes == [("attmil", False), ("transmil", False), ("transmil", True)]
