@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from bench._core.errors import BenchError
+from bench.cli.common import load_settings
 from bench.cli.report import FEATURES_HELP, SPLITS_HELP
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
@@ -25,19 +26,36 @@ def _check_format(fmt: str) -> str:
     return fmt
 
 
-def _side(text: str, variant: str | None):
-    """``method`` or ``method:key=value,...`` as a comparison side (the registry name or a stored name)."""
+def _side(text: str, variant: str | None, cohort: str = "all"):
+    """``method``, ``method:key=value,...`` or ``method:NAMED`` (one of the method's named variants, e.g.
+    ``snn:ccl-protocol``) as a comparison side (the registry name or a stored name)."""
     from bench.report.compare import Side
-    from bench.report.evaluation import parse_variant
+    from bench.report.evaluation import normalize_overrides, parse_variant
 
     name, _, inline = text.partition(":")
-    if not name.strip():
+    name = name.strip().lower()
+    if not name:
         raise BenchError(f"empty method name in '{text}'; write METHOD or METHOD:key=value")
-    return Side(name.strip().lower(), parse_variant(inline or variant))
+    given = (inline or variant or "").strip()
+    if given and "=" not in given and given != "default":
+        from bench._core.config import resolve_run_config
+        from bench.api.registry import get_method
+
+        info = get_method(name)
+        if given not in info.variants:
+            raise BenchError(f"unknown variant '{given}' of {name}; its named variants: "
+                             f"{', '.join(info.variants) or 'none'} (or write key=value,...)")
+        # the overrides a run of the named variant records (values equal to the defaults drop out)
+        co = "" if cohort.lower() == "all" else cohort.lower()
+        co = co if not co or co.startswith("tcga_") else f"tcga_{co}"
+        overrides = resolve_run_config(load_settings(), info, co, info.variants[given])[1]
+        return Side(name, normalize_overrides(overrides), named=given)
+    return Side(name, parse_variant(given or None))
 
 
 def compare(
-    method_a: Annotated[str, typer.Argument(help="Method A (optionally METHOD:key=value,... for a variant).")],
+    method_a: Annotated[str, typer.Argument(
+        help="Method A (optionally METHOD:key=value,... or METHOD:NAMED-VARIANT, e.g. snn:ccl-protocol).")],
     method_b: Annotated[str, typer.Argument(help="Method B, the same way.")],
     cohort: Annotated[str, typer.Option(help="A cohort (UCEC, tcga_ucec) or 'all' (every cohort both have).")] = "all",
     protocol: Annotated[str, typer.Option(help="Fold-score protocol: best-val, last or inner.")] = "best-val",
@@ -61,7 +79,7 @@ def compare(
     check_protocol(protocol)
     if resamples < 1:
         raise BenchError(f"--resamples {resamples}: give at least 1 (1000 or more for a 95% interval)")
-    a, b = _side(method_a, variant), _side(method_b, variant)
+    a, b = _side(method_a, variant, cohort), _side(method_b, variant, cohort)
     settings, ev = load_evaluation(results, splits, features)
     _warn_left_out(settings, ev)
     for side in (a, b):

@@ -17,7 +17,7 @@ Nothing retrains: a missing cell or no shared fold is an error naming the comman
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -44,9 +44,12 @@ class Side:
 
     method: str
     overrides: Overrides = DEFAULT
+    named: str | None = field(default=None, compare=False)  # the method's named variant, for labels
 
     @property
     def label(self) -> str:
+        if self.named:
+            return f"{self.method}[{self.named}]"
         v = variant_label(self.overrides)
         return self.method if v == "default" else f"{self.method}[{v}]"
 

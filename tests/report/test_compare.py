@@ -105,3 +105,16 @@ def test_compare_bad_input(published):
         compare(ev, Side("mcat_published"), Side("mcat_published"), "tcga_blca")
     with pytest.raises(BenchError, match="nothing stored for nosuch on tcga_blca; make it with: bench run"):
         compare(ev, Side("nosuch"), Side("mcat_published"), "tcga_blca")
+
+
+def test_a_side_may_name_a_named_variant(monkeypatch):
+    from bench.cli.verdicts import _side
+
+    monkeypatch.setenv("BENCH_ROOT", str(Path(__file__).resolve().parents[2]))
+    side = _side("snn:ccl-protocol", None, "UCEC")
+    assert side.label == "snn[ccl-protocol]"
+    got = dict(side.overrides)
+    assert got["optimizer"] == "sgd" and got["epochs"] == "30" and "momentum" not in got  # as its runs record it
+    assert side == _side("snn:" + ",".join(f"{k}={v}" for k, v in side.overrides), None)  # same runs
+    with pytest.raises(BenchError, match="unknown variant 'nope' of snn; its named variants: ccl-protocol"):
+        _side("snn:nope", None)
