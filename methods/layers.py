@@ -10,7 +10,8 @@
 * :class:`TransLayer` — ``x + NystromAttention(LayerNorm(x))`` (no feed-forward sub-layer).
 * :class:`PPEG` — TransMIL's pyramid position encoding (depth-wise 7/5/3 convolutions on a grid,
   computed as one convolution with the summed kernel).
-* :func:`explicit_computation` — switches those exact speed-ups off (benchmarks, equality tests).
+  Both read :func:`bench.api.explicit_requested` when built (``bench.api.explicit_computation()``
+  switches them off for benchmarks and equality tests).
 * :class:`TokenTransformer` — class token + two TransLayers + LayerNorm over a few tokens (CCL's
   fusion Transformer; also SNNTrans and DualTrans).
 * :class:`TransMILBody` — square wrap-padding, class token, TransLayer, PPEG, TransLayer, LayerNorm.
@@ -19,13 +20,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from bench.api import explicit_requested
 
 
 def snn_block(d_in: int, d_out: int, activation: str = "elu", dropout: float = 0.25) -> nn.Sequential:
@@ -133,7 +135,6 @@ def _pinv_scale(x: torch.Tensor) -> torch.Tensor:
 # f(x) = x (13 - x (15 - x (7 - x))) / 4, and Z_k = (X^T / s) R_k(M) with R_0 = 1, R_{k+1} = R_k q(G_k)
 # for q(y) = (13 - y (15 - y (7 - y))) / 4. On the eigenvalues of M these are scalar recursions; the
 # gradient is the Daleckii–Krein formula with divided differences computed without cancellation.
-_EXPLICIT = False  # set by explicit_computation(): models built meanwhile skip the exact speed-ups
 SPECTRAL_MIN_SIZE = 96  # measured crossover (one CPU thread): below it the iterations' matmuls are as cheap
 
 
@@ -253,8 +254,8 @@ class NystromAttention(nn.Module):
     by :func:`short_sequence_nystrom`, which gives the same result on ``(n+1) x (n+1)`` matrices
     instead of the padded ``m x m`` ones (set ``exact_short = False`` to force the generic path).
     Pseudo-inverses of ``SPECTRAL_MIN_SIZE`` rows or more run through :func:`newton_schulz_spectral`
-    (``spectral = False``, or :func:`explicit_computation`: the explicit iterations; same values and
-    gradients).
+    (``spectral = False``, or a model built inside ``bench.api.explicit_computation()``: the explicit
+    iterations; same values and gradients).
     """
 
     def __init__(self, dim: int, heads: int = 8, dim_head: int = 64, num_landmarks: int = 256,
@@ -268,7 +269,7 @@ class NystromAttention(nn.Module):
         self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
                                   groups=heads, bias=False) if residual_kernel else None
         self.exact_short = True
-        self.spectral = not _EXPLICIT
+        self.spectral = not explicit_requested()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
@@ -391,7 +392,7 @@ class PPEG(nn.Module):
         self.p7 = nn.Conv2d(dim, dim, 7, 1, 3, groups=dim)
         self.p5 = nn.Conv2d(dim, dim, 5, 1, 2, groups=dim)
         self.p3 = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
-        self.merged = not _EXPLICIT
+        self.merged = not explicit_requested()
 
     def forward(self, x: torch.Tensor, side: int) -> torch.Tensor:
         cls, tokens = x[:, :1], x[:, 1:]
@@ -404,20 +405,6 @@ class PPEG(nn.Module):
         else:
             grid = grid + self.p7(grid) + self.p5(grid) + self.p3(grid)
         return torch.cat([cls, grid.flatten(2).transpose(1, 2)], dim=1)
-
-
-@contextlib.contextmanager
-def explicit_computation() -> Iterator[None]:
-    """Models built inside run without their exact speed-ups: the Nyström pseudo-inverse through its
-    iterations instead of :func:`newton_schulz_spectral`, PPEG's three convolutions instead of one. Same
-    values and gradients either way (up to rounding); used by ``bench perf --explicit`` and the
-    equality tests."""
-    global _EXPLICIT
-    saved, _EXPLICIT = _EXPLICIT, True
-    try:
-        yield
-    finally:
-        _EXPLICIT = saved
 
 
 class TokenTransformer(nn.Module):

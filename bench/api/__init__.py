@@ -8,6 +8,7 @@ bundled paper tables.
 
 from bench._core.errors import BenchError
 from bench.api.bins import assign_bins, fit_time_bins
+from bench.api.exact import explicit_computation, explicit_requested
 from bench.api.losses import nll_loss, risk_from_survival, survival_from_hazards
 from bench.api.model import GROUP_NAMES, Batch, InputDims, ModelOutput, SurvivalModel
 from bench.api.paper import PAPER_COHORTS, paper_table, table1_row
@@ -36,6 +37,8 @@ __all__ = [
     "SurvivalModel",
     "all_methods",
     "assign_bins",
+    "explicit_computation",
+    "explicit_requested",
     "fit_time_bins",
     "get_method",
     "list_methods",

@@ -6,7 +6,7 @@ a run would use), in one process, one torch thread: one training pass in the eng
 and one evaluation pass over the validation fold. ``--patients N`` times the first ``N`` training
 patients of the epoch's order and the first ``N`` validation patients and scales both to the whole fold
 (the line says so). With ``explicit`` each method is also timed with its exact speed-ups switched off
-(:func:`methods.layers.explicit_computation`), and ``check_epochs`` trains that many epochs both ways
+(:func:`bench.api.explicit_computation`), and ``check_epochs`` trains that many epochs both ways
 from the same seed and reports how far the stored predictions differ.
 """
 
@@ -61,7 +61,7 @@ class Equality:
 
 def _built(explicit: bool) -> contextlib.AbstractContextManager:
     """Models built inside have their exact speed-ups off (``explicit``) or on."""
-    from methods.layers import explicit_computation
+    from bench.api import explicit_computation
 
     return explicit_computation() if explicit else contextlib.nullcontext()
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.api import explicit_computation
 from methods.layers import (
     PPEG,
     SPECTRAL_MIN_SIZE,
     NystromAttention,
     TransMILBody,
-    explicit_computation,
     moore_penrose_pinv,
     newton_schulz_spectral,
 )
