@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from bench._core.config import Settings
-from bench.data.batches import Batches, FoldTensors, input_dims, load_bags
-from bench.metrics.concordance import cindex
+from bench.data.batches import load_bags
+from bench.metrics.concordance import fold_score
 from bench.train.engine import evaluate, restore, train_fold, train_one_epoch
-from bench.train.runner import plan_run
+from bench.train.runner import fold_batches, fold_inputs, plan_run
 
 
 @dataclass
@@ -67,21 +67,20 @@ def _built(explicit: bool) -> contextlib.AbstractContextManager:
 
 
 def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, bags_cache: dict):
+    """The run's plan, config, feature bags (loaded once per store), fold tensors (cut to ``patients``),
+    input dimensions and the full fold's (train, val) sizes: the same inputs ``bench run`` builds."""
     plan = plan_run(settings, method, cohort, folds=[fold])
-    cfg = plan.config
     bags = None
     if plan.store is not None:
-        key = plan.store.info.path if hasattr(plan.store.info, "path") else id(plan.store.info)
+        key = plan.store.info.path
         if key not in bags_cache:
             bags_cache[key] = load_bags(plan.store.info, plan.cohort, plan.device)
         bags = bags_cache[key]
-    fo = plan.cohort.fold(fold, bins=cfg["data"]["bins"], n_bins=cfg["data"]["n_bins"])
-    tensors = FoldTensors.build(plan.cohort, fo, plan.device, bags.available if bags is not None else None)
+    _, tensors, dims = fold_inputs(plan, fold, bags)
     full = (len(tensors.train), len(tensors.val))
-    dims = input_dims(plan.cohort, cfg["data"]["n_bins"], bags.dim if bags is not None else None, tensors.train)
     if patients:
         tensors = dataclasses.replace(tensors, train=tensors.train[:patients], val=tensors.val[:patients])
-    return plan, cfg, bags, tensors, dims, full
+    return plan, plan.config, bags, tensors, dims, full
 
 
 def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, patients: int | None = None,
@@ -96,8 +95,7 @@ def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, p
     """
     plan, cfg, bags, tensors, dims, (n_train, n_val) = _fold(settings, method, cohort, fold, patients,
                                                              {} if bags_cache is None else bags_cache)
-    batches = Batches(plan.cohort, tensors, bags, patch_cap=cfg["data"]["patch_cap"],
-                      patch_cap_eval=cfg["data"]["patch_cap_eval"])
+    batches = fold_batches(plan, tensors, bags)
     train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
     with _built(explicit):  # the model keeps the setting it was built with
         state = restore(plan.info, {**cfg, "train": train_cfg}, dims, batches, seed)
@@ -118,28 +116,20 @@ def check_equal(settings: Settings, method: str, cohort: str, fold: int = 0, *, 
 
     ``patients``: train and validate on the first ``patients`` training and validation patients only.
     """
-    import pandas as pd
-
     outs = []
     for explicit in (False, True):
         plan, cfg, bags, tensors, dims, _ = _fold(settings, method, cohort, fold, patients,
                                                   {} if bags_cache is None else bags_cache)
         cfg = {**cfg, "train": {**cfg["train"], "epochs": epochs,
                                 "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}}
-        batches = Batches(plan.cohort, tensors, bags, patch_cap=cfg["data"]["patch_cap"],
-                          patch_cap_eval=cfg["data"]["patch_cap_eval"])
+        batches = fold_batches(plan, tensors, bags)
         with _built(explicit):  # the model is built inside train_fold
             outs.append(train_fold(plan.info, cfg, dims, batches, seed).predictions)
     fast, slow = outs
     cols = [c for c in fast.columns if c == "risk" or c.startswith("surv_")]
     diff = float(np.max(np.abs(fast[cols].to_numpy() - slow[cols].to_numpy())))
-    last = fast["epoch"] == fast["epoch"].max()
-
-    def c(frame: pd.DataFrame) -> float:
-        rows = frame[(frame["split"] == "val") & last]
-        return cindex(rows["survival_months"].to_numpy(), rows["censorship"].to_numpy(), rows["risk"].to_numpy())
-
-    return Equality(method, epochs, bool(fast[cols].equals(slow[cols])), diff, c(fast), c(slow))
+    return Equality(method, epochs, bool(fast[cols].equals(slow[cols])), diff, fold_score(fast, "last")[1],
+                    fold_score(slow, "last")[1])
 
 
 def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: int = 0, *,

@@ -19,11 +19,11 @@ import torch
 from bench._core.config import RUN_KEYS, Settings, config_hash, format_value, resolve_run_config, variant_name
 from bench._core.errors import BenchError
 from bench._core.files import sha256_file, write_json
-from bench.api.model import SurvivalModel
+from bench.api.model import InputDims, SurvivalModel
 from bench.api.registry import MethodInfo, get_method
 from bench.data.audit import check_site_folds
 from bench.data.batches import Batches, DiskBags, FoldTensors, ResidentBags, input_dims, load_bags
-from bench.data.cohort import GROUP_NAMES, Cohort, load_cohort, resolve_cohort, short_name
+from bench.data.cohort import GROUP_NAMES, Cohort, Fold, load_cohort, resolve_cohort, short_name
 from bench.data.features import StoreChoice, choose_store, store_label
 from bench.data.inner_splits import inner_path, read_inner
 from bench.metrics.concordance import fold_score, mean_std
@@ -345,20 +345,33 @@ def _parallel_folds(plan: RunPlan, folds: list[int], bags: ResidentBags | DiskBa
               lambda fold, out: emit(out), lambda fold: emit(FoldOutcome(fold, "interrupted", plan.dir(fold))))
 
 
+def fold_inputs(plan: RunPlan, fold: int, bags: ResidentBags | DiskBags | None) -> tuple[Fold, FoldTensors, InputDims]:
+    """A fold's split (with its inner patients under ``selection=inner``), its tensors on the plan's device
+    and the model's input dimensions (fitted on its training patients)."""
+    cfg = plan.config
+    fold_obj = plan.cohort.fold(fold, bins=cfg["data"]["bins"], n_bins=cfg["data"]["n_bins"],
+                                inner=plan.inner_patients(fold))
+    tensors = FoldTensors.build(plan.cohort, fold_obj, plan.device, bags.available if bags is not None else None)
+    dims = input_dims(plan.cohort, cfg["data"]["n_bins"], bags.dim if bags is not None else None, tensors.train)
+    return fold_obj, tensors, dims
+
+
+def fold_batches(plan: RunPlan, tensors: FoldTensors, bags: ResidentBags | DiskBags | None) -> Batches:
+    """The batch builder over ``tensors`` with the plan's patch caps."""
+    data = plan.config["data"]
+    return Batches(plan.cohort, tensors, bags, patch_cap=data["patch_cap"], patch_cap_eval=data["patch_cap_eval"])
+
+
 def run_one_fold(plan: RunPlan, fold: int, bags: ResidentBags | DiskBags | None, *, force: bool = False,
                  progress: Progress | None = None, stop_after_epoch: int | None = None) -> FoldOutcome:
     """Train one fold and write its predictions and manifest."""
     cfg = plan.config
     d = plan.dir(fold)
-    fold_obj = plan.cohort.fold(fold, bins=cfg["data"]["bins"], n_bins=cfg["data"]["n_bins"],
-                                inner=plan.inner_patients(fold))
-    tensors = FoldTensors.build(plan.cohort, fold_obj, plan.device, bags.available if bags is not None else None)
+    fold_obj, tensors, dims = fold_inputs(plan, fold, bags)
     if len(tensors.train) == 0 or len(tensors.val) == 0:
         raise BenchError(f"fold {fold} of {plan.cohort.name} has no usable train or val patients "
                          f"({len(tensors.excluded)} excluded for missing features)")
-    batches = Batches(plan.cohort, tensors, bags, patch_cap=cfg["data"]["patch_cap"],
-                      patch_cap_eval=cfg["data"]["patch_cap_eval"])
-    dims = input_dims(plan.cohort, cfg["data"]["n_bins"], bags.dim if bags is not None else None, tensors.train)
+    batches = fold_batches(plan, tensors, bags)
     ckpt = d / CHECKPOINT
     if force:
         ckpt.unlink(missing_ok=True)
