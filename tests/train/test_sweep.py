@@ -15,7 +15,7 @@ from bench.data.toy import make_toy_project
 from bench.store.locks import RunLock, holder
 from bench.store.verify import verify_store
 from bench.train.runner import execute, plan_run
-from bench.train.sweep import SweepSpec, expand, key_status, run_keys, run_local, run_slurm
+from bench.train.sweep import SweepSpec, expand, key_status, load_grid, run_keys, run_local, run_slurm
 
 BENCH = os.path.join(os.path.dirname(sys.executable), "bench")
 
@@ -204,3 +204,22 @@ def test_terminating_a_sweep_leaves_no_worker_behind(tmp_path):
     alive = [w for w in workers if Path(f"/proc/{w}").exists()
              and "zombie" not in Path(f"/proc/{w}/status").read_text().lower()]
     assert not alive, f"workers {alive} outlived the sweep"
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+SHIPPED_GRIDS = sorted((PROJECT / "grids").rglob("*.toml"))
+
+
+@pytest.mark.parametrize("grid", SHIPPED_GRIDS, ids=lambda p: str(p.relative_to(PROJECT / "grids")))
+def test_shipped_grids_expand_on_the_project(grid, monkeypatch):
+    """Every grid in grids/ names registered methods, bundled cohorts and valid settings: it expands to
+    methods x sets x cohorts x seeds x folds keys on the project itself (nothing is trained or built)."""
+    from bench._core.config import load_settings
+
+    monkeypatch.setenv("BENCH_ROOT", str(PROJECT))
+    spec = load_grid(grid)
+    keys = expand(load_settings(), spec)
+    n_folds = 5 if spec.folds is None else len(spec.folds)
+    n_cohorts = 5 if spec.cohorts == ["all"] else len(spec.cohorts)
+    assert len(keys) == len(spec.methods) * len(spec.sets) * n_cohorts * len(spec.seeds) * n_folds
+    assert {k.method for k in keys} == set(spec.methods)
