@@ -5,8 +5,8 @@ tests/store, tests/train, tests/report, tests/tools, tests/cli; tests/builtin_me
 the checks of the whole package (layering, public API, deprecated paths) sit at the top. Tests that
 train end to end to check learning, start worker processes, install a plugin, run ``bench`` end to end
 in a subprocess (train, import, check a method) or send SIGKILL carry ``@pytest.mark.slow``:
-``pytest -m "not slow"`` (``make test-fast``, about 2.5 minutes on 2 cores) is the inner loop;
-``make test`` runs everything.
+``pytest -m "not slow"`` (``make test-fast``) is the inner loop; ``make test`` runs everything, over
+one pytest-xdist process per core: no test may depend on another or on the order they run in.
 """
 
 from __future__ import annotations
