@@ -67,8 +67,8 @@ def _built(explicit: bool) -> contextlib.AbstractContextManager:
 
 
 def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, bags_cache: dict):
-    """The run's plan, config, feature bags (loaded once per store), fold tensors (cut to ``patients``),
-    input dimensions and the full fold's (train, val) sizes: the same inputs ``bench run`` builds."""
+    """The run's plan, feature bags (loaded once per store), fold tensors (cut to ``patients``), input
+    dimensions and the full fold's (train, val) sizes: the same inputs ``bench run`` builds."""
     plan = plan_run(settings, method, cohort, folds=[fold])
     bags = None
     if plan.store is not None:
@@ -80,7 +80,7 @@ def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int
     full = (len(tensors.train), len(tensors.val))
     if patients:
         tensors = dataclasses.replace(tensors, train=tensors.train[:patients], val=tensors.val[:patients])
-    return plan, plan.config, bags, tensors, dims, full
+    return plan, bags, tensors, dims, full
 
 
 def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, patients: int | None = None,
@@ -93,8 +93,9 @@ def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, p
         explicit: switch the method's exact speed-ups off.
         bags_cache: feature stores already loaded, shared between calls.
     """
-    plan, cfg, bags, tensors, dims, (n_train, n_val) = _fold(settings, method, cohort, fold, patients,
-                                                             {} if bags_cache is None else bags_cache)
+    plan, bags, tensors, dims, (n_train, n_val) = _fold(settings, method, cohort, fold, patients,
+                                                        {} if bags_cache is None else bags_cache)
+    cfg = plan.config
     batches = fold_batches(plan, tensors, bags)
     train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
     with _built(explicit):  # the model keeps the setting it was built with
@@ -118,10 +119,10 @@ def check_equal(settings: Settings, method: str, cohort: str, fold: int = 0, *, 
     """
     outs = []
     for explicit in (False, True):
-        plan, cfg, bags, tensors, dims, _ = _fold(settings, method, cohort, fold, patients,
-                                                  {} if bags_cache is None else bags_cache)
-        cfg = {**cfg, "train": {**cfg["train"], "epochs": epochs,
-                                "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}}
+        plan, bags, tensors, dims, _ = _fold(settings, method, cohort, fold, patients,
+                                             {} if bags_cache is None else bags_cache)
+        cfg = {**plan.config, "train": {**plan.config["train"], "epochs": epochs,
+                                         "grad_accum": min(plan.config["train"]["grad_accum"], len(tensors.train))}}
         batches = fold_batches(plan, tensors, bags)
         with _built(explicit):  # the model is built inside train_fold
             outs.append(train_fold(plan.info, cfg, dims, batches, seed).predictions)

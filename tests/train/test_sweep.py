@@ -10,7 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench._core.config import load_settings
 from bench._core.errors import BenchError
+from bench.data.cohort import available_cohorts
 from bench.data.toy import make_toy_project
 from bench.store.locks import RunLock, holder
 from bench.store.verify import verify_store
@@ -214,12 +216,10 @@ SHIPPED_GRIDS = sorted((PROJECT / "grids").rglob("*.toml"))
 def test_shipped_grids_expand_on_the_project(grid, monkeypatch):
     """Every grid in grids/ names registered methods, bundled cohorts and valid settings: it expands to
     methods x sets x cohorts x seeds x folds keys on the project itself (nothing is trained or built)."""
-    from bench._core.config import load_settings
-
     monkeypatch.setenv("BENCH_ROOT", str(PROJECT))
-    spec = load_grid(grid)
-    keys = expand(load_settings(), spec)
-    n_folds = 5 if spec.folds is None else len(spec.folds)
-    n_cohorts = 5 if spec.cohorts == ["all"] else len(spec.cohorts)
-    assert len(keys) == len(spec.methods) * len(spec.sets) * n_cohorts * len(spec.seeds) * n_folds
+    settings, spec = load_settings(), load_grid(grid)
+    keys = expand(settings, spec)
+    cohorts = available_cohorts(settings) if spec.cohorts == ["all"] else spec.cohorts
+    n_folds = [len(plan_run(settings, spec.methods[0], c, folds=spec.folds).folds) for c in cohorts]
+    assert len(keys) == len(spec.methods) * len(spec.sets) * len(spec.seeds) * sum(n_folds)
     assert {k.method for k in keys} == set(spec.methods)
