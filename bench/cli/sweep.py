@@ -1,4 +1,4 @@
-"""CLI for grids of runs: ``bench sweep`` and ``bench results verify``."""
+"""CLI for grids of runs: ``bench sweep``, ``bench results verify`` and ``bench results compact``."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def register(app: typer.Typer, results_app: typer.Typer) -> None:
     """Add ``sweep`` to the main app and ``verify`` to ``bench results``."""
     app.command("sweep")(sweep)
     results_app.command("verify")(verify)
+    results_app.command("compact")(compact)
 
 
 def sweep(
@@ -93,3 +94,38 @@ def verify(
     console.print(tabulate(rows, headers=["run", "problem", "detail", "redo with"]))
     console.print(f"{n} run(s) checked: {len(problems)} problem(s)")
     sys.exit(1)
+
+
+def compact(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Only the runs under these folders (e.g. "
+                                                          "results/snn/default); default: the whole store.")] = None,
+    results: Annotated[Path | None, typer.Option(help="Prediction store folder (default: results/).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be compressed; change nothing.")]
+    = False,
+) -> None:
+    """Gzip the plain predictions.csv of earlier runs (values unchanged; the manifest follows)."""
+    from bench._core.config import load_settings
+    from bench._core.errors import BenchError
+    from bench.cli.common import console
+    from bench.store.predictions import PREDICTIONS, compact_run, predictions_path, read_manifest, store_layout
+    from bench.store.verify import store_root
+
+    settings = load_settings()
+    root = store_root(settings, results)
+    runs = store_layout(root).runs
+    if paths:
+        wanted = [p.resolve() for p in paths]
+        missing = [str(p) for p, w in zip(paths, wanted, strict=True) if not w.is_dir()]
+        if missing:
+            raise BenchError(f"no such folder: {', '.join(missing)} (name folders of the store {root})")
+        runs = [d for d in runs if any(d.resolve().is_relative_to(w) for w in wanted)]
+    todo = [d for d in runs
+            if (m := read_manifest(d)) is not None and m.get("status") == "complete"
+            and predictions_path(d, m).name == PREDICTIONS]
+    before = sum((d / PREDICTIONS).stat().st_size for d in todo)
+    if dry_run:
+        console.print(f"{len(todo)} run(s) hold a plain predictions.csv ({before / 2**20:.1f} MiB)")
+        return
+    done = sum(compact_run(d) for d in todo)
+    after = sum(predictions_path(d, read_manifest(d)).stat().st_size for d in todo)
+    console.print(f"{done} run(s) compacted: {before / 2**20:.1f} MiB -> {after / 2**20:.1f} MiB")

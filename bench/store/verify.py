@@ -12,6 +12,7 @@ where it stopped). :func:`inspect_run` is the one decision, used by ``bench resu
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -31,6 +32,7 @@ from bench.store.locks import holder
 from bench.store.predictions import (
     CHECKPOINT,
     MANIFEST,
+    PREDICTION_FILES,
     PREDICTIONS,
     REQUIRED_COLUMNS,
     RUN_SPEC,
@@ -167,18 +169,23 @@ def inspect_run(d: Path, settings: Settings | None = None, members: SplitMembers
         if name in stored_key and str(stored_key[name]) != str(want):
             return Problem(d, "corrupt", f"manifest is of {name} {stored_key[name]!r} but the folder is of "
                                          f"{want!r} (files copied from another run?)", redo)
+    named = _obj(m.get("predictions")).get("file", PREDICTIONS)
+    if named not in PREDICTION_FILES:
+        return Problem(d, "corrupt", f"manifest names predictions file {named!r}, not one of "
+                                     f"{', '.join(PREDICTION_FILES)}", redo)
     try:
-        data = (d / PREDICTIONS).read_bytes()
+        data = (d / named).read_bytes()
     except FileNotFoundError:
-        return Problem(d, "corrupt", "predictions.csv missing", redo)
+        return Problem(d, "corrupt", f"{named} missing", redo)
     except OSError as exc:
-        return Problem(d, "corrupt", f"predictions.csv unreadable ({exc.strerror or exc})", redo)
+        return Problem(d, "corrupt", f"{named} unreadable ({exc.strerror or exc})", redo)
     if hashlib.sha256(data).hexdigest() != _obj(m.get("predictions")).get("sha256"):
-        return Problem(d, "corrupt", "predictions.csv does not match the manifest's sha256", redo)
+        return Problem(d, "corrupt", f"{named} does not match the manifest's sha256", redo)
     try:
-        preds = pd.read_csv(io.BytesIO(data), dtype={"case_id": str, "split": str})
+        raw = gzip.decompress(data) if named.endswith(".gz") else data
+        preds = pd.read_csv(io.BytesIO(raw), dtype={"case_id": str, "split": str})
     except Exception as exc:  # any bytes can be stored: a parse failure of any kind is a corrupt run
-        return Problem(d, "corrupt", f"predictions.csv unreadable ({type(exc).__name__}: {exc})", redo)
+        return Problem(d, "corrupt", f"{named} unreadable ({type(exc).__name__}: {exc})", redo)
     try:
         problem = _check_predictions(m, preds, settings, members, key.cohort, fold)
     except (TypeError, ValueError, AttributeError) as exc:  # hand-edited manifest fields
@@ -193,16 +200,16 @@ def _check_predictions(m: dict[str, Any], preds: pd.DataFrame, settings: Setting
     """(kind, detail) of what is wrong with a run's predictions, or None."""
     missing = [c for c in REQUIRED_COLUMNS if c not in preds.columns]
     if missing:
-        return "corrupt", f"predictions.csv lacks column(s) {', '.join(missing)}"
+        return "corrupt", f"predictions lack column(s) {', '.join(missing)}"
     if not pd.api.types.is_integer_dtype(preds["epoch"]):
-        return "corrupt", "predictions.csv has an epoch that is not a whole number"
+        return "corrupt", "predictions have an epoch that is not a whole number"
     for col in ("risk", "survival_months", "censorship"):
         if not pd.api.types.is_numeric_dtype(preds[col]):
-            return "corrupt", f"predictions.csv column {col} is not numeric"
+            return "corrupt", f"predictions column {col} is not numeric"
     if not preds["split"].isin(("val", "train", "inner")).all():
-        return "corrupt", "predictions.csv has a split other than 'val', 'train' or 'inner'"
+        return "corrupt", "predictions have a split other than 'val', 'train' or 'inner'"
     if preds.duplicated(["epoch", "split", "case_id"]).any():
-        return "corrupt", "predictions.csv holds a patient twice in one epoch"
+        return "corrupt", "predictions hold a patient twice in one epoch"
     val = preds[preds["split"] == "val"]
     if val.empty:
         return "incomplete", "no validation predictions"
@@ -236,7 +243,7 @@ def _check_predictions(m: dict[str, Any], preds: pd.DataFrame, settings: Setting
     if inner_ids and sorted(inner_rows["epoch"].unique().tolist()) != sorted(val["epoch"].unique().tolist()):
         return "incomplete", "inner-split predictions missing for some epochs"
     if not inner_ids and len(inner_rows):
-        return "corrupt", "predictions.csv has inner-split rows but the manifest names no inner patients"
+        return "corrupt", "predictions have inner-split rows but the manifest names no inner patients"
     parts = [("val", val_ids - excluded, val), ("train", train_ids - inner_ids - excluded, train)]
     if inner_ids:
         parts.append(("inner", inner_ids - excluded, inner_rows))

@@ -32,7 +32,7 @@ from bench.api.model import InputDims, ModelOutput
 from bench.api.registry import MethodInfo, get_method
 from bench.data.batches import Batches, FoldTensors, ResidentBags, input_dims
 from bench.data.toy import make_toy_project
-from bench.store.predictions import read_manifest, read_predictions
+from bench.store.predictions import predictions_path, read_manifest, read_predictions
 
 #: The synthetic cohort every check runs on (bench.data.toy): patients, mean patches per slide, feature size.
 TOY = {"n_patients": 40, "patches": 12, "dim": 16, "signal": 1.0}
@@ -215,7 +215,7 @@ def check_stores(ctx: _Context) -> str:
         manifest = read_manifest(d)
         if manifest is None or manifest.get("status") != "complete":
             raise _Fail(f"no complete manifest in {d}")
-        preds = read_predictions(d / "predictions.csv")
+        preds = read_predictions(predictions_path(d, manifest))
         val_ids = {plan.cohort.case_ids[i] for i in plan.cohort.split(fold).val}
         got = set(preds.loc[preds["split"] == "val", "case_id"])
         if got != val_ids:

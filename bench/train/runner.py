@@ -30,7 +30,15 @@ from bench.metrics.concordance import fold_score, mean_std
 from bench.store.keys import PLAN_ORDER, RunKey, run_command
 from bench.store.locks import RunLock, remove_partial_files
 from bench.store.manifest import build_manifest, data_hash, data_identity
-from bench.store.predictions import CHECKPOINT, MANIFEST, RUN_SPEC, read_manifest, read_predictions, write_run
+from bench.store.predictions import (
+    CHECKPOINT,
+    MANIFEST,
+    RUN_SPEC,
+    predictions_path,
+    read_manifest,
+    read_predictions,
+    write_run,
+)
 from bench.train.engine import Progress, check_accumulation, train_fold
 from bench.train.workers import die_with_parent, run_slots
 
@@ -454,7 +462,7 @@ def summarize(plan: RunPlan) -> RunSummary:
         d = plan.dir(fold)
         if read_manifest(d) is None or not (d / MANIFEST).is_file():
             continue
-        preds = read_predictions(d / "predictions.csv")
+        preds = read_predictions(predictions_path(d, read_manifest(d)))
         be, bc = fold_score(preds, "best-val", plan.info.tie)
         le, lc = fold_score(preds, "last")
         ie, ic = fold_score(preds, "inner", plan.info.tie) if (preds["split"] == "inner").any() else (None, None)

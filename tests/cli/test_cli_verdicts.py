@@ -121,7 +121,7 @@ def test_run_with_seeds_and_inner_selection(toy):
     for s in (0, 1):
         for k in (0, 1):
             d = toy.root / "results" / "snn" / "epochs=2,selection=inner" / "tcga_toy" / f"seed{s}" / f"fold{k}"
-            preds = pd.read_csv(d / "predictions.csv", dtype={"case_id": str})
+            preds = pd.read_csv(d / "predictions.csv.gz", dtype={"case_id": str})
             assert set(preds["split"]) == {"val", "inner", "train"}
     assert "C inner" in r.stdout and "over seeds 0, 1" in r.stdout and "spread over seeds" in r.stdout
     one_line_error(bench(toy.root, "run", "--method", "snn", "--cohort", "TOY", "--seed", "0", "--seeds", "1"),

@@ -25,7 +25,7 @@ def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
     preds = pd.DataFrame({"case_id": ["a"], "epoch": [1], "split": ["val"], "survival_months": [1.0],
                           "censorship": [0], "bin": [0], "risk": [0.1]})
     write_run(dest, preds, {"key": {"fold": 0}})
-    before = (dest / "predictions.csv").read_bytes()
+    before = (dest / "predictions.csv.gz").read_bytes()
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -34,6 +34,6 @@ def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(BenchError, match="No space left on device; earlier files are intact"):
         write_run(dest, preds, {"key": {"fold": 0}})
     monkeypatch.undo()
-    assert (dest / "predictions.csv").read_bytes() == before
+    assert (dest / "predictions.csv.gz").read_bytes() == before
     assert not [p for p in dest.iterdir() if p.name.endswith(".tmp")]
     assert read_manifest(dest)["status"] == "complete"  # the stored run is untouched

@@ -195,7 +195,7 @@ def test_disk_placement_gives_the_same_predictions(toy, tmp_path):
         toy.settings["run"]["placement"] = placement
         plan = plan_run(toy.settings, "meanmil", "TOY", epochs=2, folds=[0], results=tmp_path / placement)
         execute(plan)
-        frames[placement] = pd.read_csv(plan.dir(0) / "predictions.csv")
+        frames[placement] = pd.read_csv(plan.dir(0) / "predictions.csv.gz")
         manifests[placement] = json.loads((plan.dir(0) / "manifest.json").read_text())
     pd.testing.assert_frame_equal(frames["host"], frames["disk"], check_exact=True)
     assert manifests["disk"]["environment"]["machine"]["feature_placement"] == "disk"
@@ -204,6 +204,6 @@ def test_disk_placement_gives_the_same_predictions(toy, tmp_path):
     toy.settings["run"]["memory_share"] = 1e-9  # every store is larger than that: auto streams from disk
     plan = plan_run(toy.settings, "meanmil", "TOY", epochs=2, folds=[0], results=tmp_path / "auto")
     execute(plan)
-    pd.testing.assert_frame_equal(frames["host"], pd.read_csv(plan.dir(0) / "predictions.csv"), check_exact=True)
+    pd.testing.assert_frame_equal(frames["host"], pd.read_csv(plan.dir(0) / "predictions.csv.gz"), check_exact=True)
     machine = json.loads((plan.dir(0) / "manifest.json").read_text())["environment"]["machine"]
     assert machine["feature_placement"] == "disk" and machine["feature_memory_share"] == 1e-9

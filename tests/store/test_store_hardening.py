@@ -70,19 +70,19 @@ def _tables(*extra: str):
 def _set_sha(run: pathlib.Path) -> None:
     """Make the manifest's sha256 match whatever predictions.csv now holds (a consistent-looking forgery)."""
     m = json.loads((run / "manifest.json").read_text())
-    m["predictions"]["sha256"] = hashlib.sha256((run / "predictions.csv").read_bytes()).hexdigest()
+    m["predictions"]["sha256"] = hashlib.sha256((run / "predictions.csv.gz").read_bytes()).hexdigest()
     (run / "manifest.json").write_text(json.dumps(m))
 
 
 def _truncate(run):
-    data = (run / "predictions.csv").read_bytes()
-    (run / "predictions.csv").write_bytes(data[: len(data) // 2])
+    data = (run / "predictions.csv.gz").read_bytes()
+    (run / "predictions.csv.gz").write_bytes(data[: len(data) // 2])
 
 
 def _edit_risk(run):
-    p = pd.read_csv(run / "predictions.csv", dtype={"case_id": str})
+    p = pd.read_csv(run / "predictions.csv.gz", dtype={"case_id": str})
     p.loc[0, "risk"] += 10.0
-    p.to_csv(run / "predictions.csv", index=False)
+    p.to_csv(run / "predictions.csv.gz", index=False)
 
 
 def _manifest_text(text):
@@ -101,29 +101,29 @@ def _cut_manifest(run):
 
 
 def _copy_fold1(run):
-    for name in ("predictions.csv", "manifest.json"):
+    for name in ("predictions.csv.gz", "manifest.json"):
         shutil.copy(run.parent / "fold1" / name, run / name)
 
 
 def _random_bytes_forged(run):
-    (run / "predictions.csv").write_bytes(np.random.default_rng(0).bytes(3000))
+    (run / "predictions.csv.gz").write_bytes(np.random.default_rng(0).bytes(3000))
     _set_sha(run)
 
 
 def _empty_forged(run):
-    (run / "predictions.csv").write_bytes(b"")
+    (run / "predictions.csv.gz").write_bytes(b"")
     _set_sha(run)
 
 
 def _other_patients_forged(run):
     """fold1's predictions re-filed as fold0 with a matching sha and key: only the split check can tell."""
-    shutil.copy(run.parent / "fold1" / "predictions.csv", run / "predictions.csv")
+    shutil.copy(run.parent / "fold1" / "predictions.csv.gz", run / "predictions.csv.gz")
     _set_sha(run)
 
 
 TAMPER = {
-    "truncated predictions": (_truncate, "corrupt: predictions.csv does not match the manifest's sha256"),
-    "edited risk": (_edit_risk, "corrupt: predictions.csv does not match the manifest's sha256"),
+    "truncated predictions": (_truncate, "corrupt: predictions.csv.gz does not match the manifest's sha256"),
+    "edited risk": (_edit_risk, "corrupt: predictions.csv.gz does not match the manifest's sha256"),
     "deleted manifest": (lambda run: (run / "manifest.json").unlink(), "interrupted: no manifest"),
     "empty manifest": (_manifest_text(""), "corrupt: manifest unreadable"),
     "cut-short manifest": (_cut_manifest, "corrupt: manifest unreadable"),
@@ -131,7 +131,7 @@ TAMPER = {
     "status running": (_status_running, "incomplete: manifest status 'running'"),
     "fold1 copied into fold0": (_copy_fold1, "corrupt: manifest is of fold 1 but the folder is of 0"),
     "random bytes, sha forged": (_random_bytes_forged, "corrupt: predictions.csv"),
-    "empty predictions, sha forged": (_empty_forged, "corrupt: predictions.csv unreadable"),
+    "empty predictions, sha forged": (_empty_forged, "corrupt: predictions.csv.gz unreadable"),
     "other fold's patients, sha forged": (_other_patients_forged, "incomplete: epoch 1: 20 val patient(s) of fold 0 "
                                                                   "missing, 20 unexpected"),
 }
@@ -183,7 +183,7 @@ def test_figures_leave_out_a_run_that_does_not_verify(toy):
     _edit_risk(toy.root / FOLD0)
     res = CliRunner().invoke(app, ["figures", "--fig", "6", "--method", "snn", "--out", "figs"])
     assert res.exit_code == 0, res.output
-    assert res.stderr.splitlines() == [f"warning: left out {FOLD0} (corrupt: predictions.csv does not match the "
+    assert res.stderr.splitlines() == [f"warning: left out {FOLD0} (corrupt: predictions.csv.gz does not match the "
                                        f"manifest's sha256); {REDO0}"]
     toy_row = next(ln.split() for ln in res.stdout.splitlines() if ln.startswith("TOY"))
     assert toy_row[1:3] == ["40", "40"]  # the 80 val patients of the four folds that verify, not 100
@@ -213,7 +213,7 @@ def test_each_predictions_file_is_read_once(toy, monkeypatch):
     monkeypatch.setattr(bench.store.predictions, "read_predictions", lambda path: pytest.fail(f"{path} read again"))
     ev = open_store()
     assert ev.cell("snn", "tcga_toy").summary().n_folds == 5
-    assert reads == ["predictions.csv"] * 5 and not ev.excluded
+    assert reads == ["predictions.csv.gz"] * 5 and not ev.excluded
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def _plan(toy, **kw):
 def _reference(toy, tmp_path) -> pd.DataFrame:
     ref = _plan(toy, results=tmp_path / "ref")
     execute(ref)
-    return pd.read_csv(ref.dir(0) / "predictions.csv")
+    return pd.read_csv(ref.dir(0) / "predictions.csv.gz")
 
 
 def _plant(plan, make_checkpoint) -> pathlib.Path:
@@ -262,7 +262,7 @@ def test_planted_checkpoint_never_runs_in_verify_or_resume(toy, tmp_path, capsys
     assert [o.status for o in execute(plan)] == ["trained"]
     assert not marker.exists()
     assert "cannot be loaded safely" in capsys.readouterr().err
-    pd.testing.assert_frame_equal(pd.read_csv(plan.dir(0) / "predictions.csv"), ref)
+    pd.testing.assert_frame_equal(pd.read_csv(plan.dir(0) / "predictions.csv.gz"), ref)
 
 
 @pytest.mark.parametrize("kind", ["random bytes", "wrong shapes"])
@@ -290,7 +290,7 @@ def test_unusable_checkpoint_is_dropped_and_the_fold_starts_over(toy, tmp_path, 
     err = capsys.readouterr().err
     assert f"warning: checkpoint {ckpt} " in err and "deleted it, the fold trains from epoch 1" in err
     assert not ckpt.exists()
-    pd.testing.assert_frame_equal(pd.read_csv(plan.dir(0) / "predictions.csv"), ref)
+    pd.testing.assert_frame_equal(pd.read_csv(plan.dir(0) / "predictions.csv.gz"), ref)
     assert verify_store(toy.settings) == (1, [])
 
 

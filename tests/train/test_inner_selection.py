@@ -32,13 +32,13 @@ def _inner_fold(results, method, fold, val_cs, inner_cs, seed=0):
 def test_inner_picks_the_epoch_the_inner_rows_favour(tmp_path):
     # outer val is best at epoch 3 (C = 1), the inner split at epoch 2: inner reports epoch 2's val C (2/3)
     d = _inner_fold(tmp_path, "snn", 0, [0.5, 2 / 3, 1.0], [0.5, 1.0, 5 / 6])
-    preds = pd.read_csv(d / "predictions.csv", dtype={"case_id": str})
+    preds = pd.read_csv(d / "predictions.csv.gz", dtype={"case_id": str})
     assert fold_score(preds, "inner") == (2, pytest.approx(2 / 3))
     assert fold_score(preds, "best-val") == (3, pytest.approx(1.0))
     assert fold_score(preds, "last") == (3, pytest.approx(1.0))
     # ties on the inner split follow the method's rule, like best-val
     d = _inner_fold(tmp_path / "tie", "snn", 0, [0.5, 2 / 3, 1.0], [1.0, 1.0, 5 / 6])
-    preds = pd.read_csv(d / "predictions.csv", dtype={"case_id": str})
+    preds = pd.read_csv(d / "predictions.csv.gz", dtype={"case_id": str})
     assert fold_score(preds, "inner", "earliest")[0] == 1 and fold_score(preds, "inner", "latest")[0] == 2
 
 
@@ -60,7 +60,7 @@ def test_inner_asked_of_runs_without_inner_rows(tmp_path):
     ids = [f"V-{i}" for i in range(4)]
     d = add_run(tmp_path, "snn", "tcga_blca", 0, [rows(ids, TIMES, [0] * 4, RISKS[1.0], epoch=1)], 0,
                 {"train.selection": "inner"})
-    preds = pd.read_csv(d / "predictions.csv", dtype={"case_id": str})
+    preds = pd.read_csv(d / "predictions.csv.gz", dtype={"case_id": str})
     with pytest.raises(BenchError, match="selection=inner"):
         fold_score(preds, "inner")
 
@@ -75,7 +75,7 @@ def test_selection_inner_end_to_end(toy):
     execute(plan)
     d = plan.dir(0)
     assert check_run(toy.settings, d) is None
-    preds = pd.read_csv(d / "predictions.csv", dtype={"case_id": str})
+    preds = pd.read_csv(d / "predictions.csv.gz", dtype={"case_id": str})
     manifest = json.loads((d / "manifest.json").read_text())
     split = co.split(0)
     rest, inner = read_inner(split.path.parent / "inner_0.csv", [co.case_ids[i] for i in split.train])

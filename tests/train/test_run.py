@@ -23,12 +23,12 @@ def test_same_key_same_predictions(toy, tmp_path):
     execute(a)
     execute(b)
     for fold in (0, 1):
-        pa = pd.read_csv(a.dir(fold) / "predictions.csv")
-        pb = pd.read_csv(b.dir(fold) / "predictions.csv")
+        pa = pd.read_csv(a.dir(fold) / "predictions.csv.gz")
+        pb = pd.read_csv(b.dir(fold) / "predictions.csv.gz")
         pd.testing.assert_frame_equal(pa, pb)
     other_seed = _plan(toy, results=tmp_path / "c", seed=1)
     execute(other_seed)
-    assert not pd.read_csv(other_seed.dir(0) / "predictions.csv")["risk"].equals(pa["risk"])
+    assert not pd.read_csv(other_seed.dir(0) / "predictions.csv.gz")["risk"].equals(pa["risk"])
 
 
 def test_stored_cindex_matches_independent_computation(toy):
@@ -36,7 +36,7 @@ def test_stored_cindex_matches_independent_computation(toy):
     execute(plan)
     summary = summarize(plan)
     for f in summary.folds:
-        preds = pd.read_csv(plan.dir(f.fold) / "predictions.csv")
+        preds = pd.read_csv(plan.dir(f.fold) / "predictions.csv.gz")
         val = preds[(preds.split == "val") & (preds.epoch == 3)]
         c = concordance_index_censored(val.censorship.to_numpy() == 0, val.survival_months.to_numpy(),
                                        val.risk.to_numpy(), tied_tol=1e-8)[0]
@@ -55,7 +55,7 @@ def test_stored_cindex_matches_independent_computation(toy):
 def test_prediction_rows_and_manifest(toy):
     plan = _plan(toy, folds=[0])
     execute(plan)
-    preds = pd.read_csv(plan.dir(0) / "predictions.csv")
+    preds = pd.read_csv(plan.dir(0) / "predictions.csv.gz")
     split = plan.cohort.split(0)
     train_epochs = set(preds.loc[preds.split == "train", "epoch"])  # the last and each running-best epoch
     assert {2} <= train_epochs <= {1, 2}
@@ -104,8 +104,8 @@ def test_resume_from_checkpoint_gives_same_predictions(toy, tmp_path):
         execute(run, stop_after_epoch=1)
     assert (run.dir(0) / "checkpoint.pt").exists() and not (run.dir(0) / "manifest.json").exists()
     assert [o.status for o in execute(run)] == ["resumed"]
-    pd.testing.assert_frame_equal(pd.read_csv(ref.dir(0) / "predictions.csv"),
-                                  pd.read_csv(run.dir(0) / "predictions.csv"))
+    pd.testing.assert_frame_equal(pd.read_csv(ref.dir(0) / "predictions.csv.gz"),
+                                  pd.read_csv(run.dir(0) / "predictions.csv.gz"))
 
 
 @pytest.mark.slow
@@ -117,8 +117,8 @@ def test_parallel_folds_match_sequential(toy, tmp_path, monkeypatch):
     seq = _plan(toy, folds=[0, 1, 2], results=tmp_path / "seq")
     execute(seq)
     for fold in (0, 1, 2):
-        pd.testing.assert_frame_equal(pd.read_csv(par.dir(fold) / "predictions.csv"),
-                                      pd.read_csv(seq.dir(fold) / "predictions.csv"))
+        pd.testing.assert_frame_equal(pd.read_csv(par.dir(fold) / "predictions.csv.gz"),
+                                      pd.read_csv(seq.dir(fold) / "predictions.csv.gz"))
 
 
 def test_a_named_variant_extended_by_sets_keeps_its_name():

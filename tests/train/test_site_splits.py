@@ -175,7 +175,7 @@ def test_site_run_end_to_end(sited):
     assert m["data"]["split_file"] == "splits_0.csv"
     assert m["data"]["split_sha256"] == sha256_file(site_dir / "splits_0.csv")
     assert m["config"]["data"]["splits"] == "site" and m["key"]["variant"] == "splits=site,epochs=2"
-    preds = pd.read_csv(d / "predictions.csv", dtype={"case_id": str})
+    preds = pd.read_csv(d / "predictions.csv.gz", dtype={"case_id": str})
     val = set(pd.read_csv(site_dir / "splits_0.csv", dtype=str)["val"].dropna())
     assert set(preds.loc[preds["split"] == "val", "case_id"]) == val
     fm = json.loads((fixed.dir(0) / "manifest.json").read_text())

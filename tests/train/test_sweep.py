@@ -140,8 +140,9 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     full = subprocess.run(_sweep_cmd(ref.root), cwd=ref.root, env=_env(ref.root), capture_output=True, text=True)
     assert full.returncode == 0, full.stderr
     for fold in ("fold0", "fold1"):
-        a = pd.read_csv(fold0.parent / fold / "predictions.csv")
-        b = pd.read_csv(ref.root / "results" / "meanmil" / "epochs=8" / "tcga_toy" / "seed0" / fold / "predictions.csv")
+        a = pd.read_csv(fold0.parent / fold / "predictions.csv.gz")
+        b = pd.read_csv(ref.root / "results" / "meanmil" / "epochs=8" / "tcga_toy" / "seed0" / fold
+                        / "predictions.csv.gz")
         pd.testing.assert_frame_equal(a, b)
     assert subprocess.run([BENCH, "results", "verify"], cwd=cut.root, env=_env(cut.root)).returncode == 0
 
@@ -153,7 +154,7 @@ def test_failing_writes_are_clear_and_keep_earlier_results(toy, monkeypatch):
 
     plan = plan_run(toy.settings, "meanmil", "toy", epochs=1, folds=[0, 1])
     execute(plan)
-    before = (plan.dir(0) / "predictions.csv").read_bytes()
+    before = (plan.dir(0) / "predictions.csv.gz").read_bytes()
     plan2 = plan_run(toy.settings, "meanmil", "toy", epochs=2, folds=[0])
     real = predictions.write_json
 
@@ -165,7 +166,7 @@ def test_failing_writes_are_clear_and_keep_earlier_results(toy, monkeypatch):
     with pytest.raises(BenchError, match="No space left on device; earlier files are intact"):
         execute(plan2)
     monkeypatch.setattr(predictions, "write_json", real)
-    assert (plan.dir(0) / "predictions.csv").read_bytes() == before
+    assert (plan.dir(0) / "predictions.csv.gz").read_bytes() == before
     n, problems = verify_store(toy.settings)
     assert n == 3 and [p.path for p in problems] == [plan2.dir(0)]
     assert problems[0].command == "bench run --method meanmil --cohort TOY --set epochs=2 --folds 0"

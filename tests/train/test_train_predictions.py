@@ -29,7 +29,8 @@ def _run(toy, results, method="meanmil", epochs=4, sets=None, old=False, monkeyp
     if old:
         monkeypatch.undo()
     d = plan.dir(0)
-    return d, pd.read_csv(d / "predictions.csv", dtype={"case_id": str}), json.loads((d / "manifest.json").read_text())
+    preds = pd.read_csv(d / "predictions.csv.gz", dtype={"case_id": str})
+    return d, preds, json.loads((d / "manifest.json").read_text())
 
 
 def _same_except_extra_train_rows(a: pd.DataFrame, b: pd.DataFrame, last: int) -> None:
@@ -90,7 +91,7 @@ def test_resume_keeps_the_extra_train_rows(toy, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         execute(plan, stop_after_epoch=2)
     assert [o.status for o in execute(plan)] == ["resumed"]
-    pd.testing.assert_frame_equal(ref_preds, pd.read_csv(plan.dir(0) / "predictions.csv", dtype={"case_id": str}),
+    pd.testing.assert_frame_equal(ref_preds, pd.read_csv(plan.dir(0) / "predictions.csv.gz", dtype={"case_id": str}),
                                   check_exact=True)
 
 
