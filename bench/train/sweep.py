@@ -392,16 +392,17 @@ WORKER_DIED = ("its worker process died (killed, or out of memory); rerun the sw
                "epoch checkpoint")
 
 
-def chunk_by_cohort(keys: Sequence[SweepTask], n_chunks: int) -> list[list[SweepTask]]:
-    """Split keys into chunks of one cohort each (large cohorts split further), about ``n_chunks`` or more."""
-    by_cohort: dict[str, list[SweepTask]] = {}
+def chunk_by_row(keys: Sequence[SweepTask]) -> list[list[SweepTask]]:
+    """The keys as rows, in the grid's order: one row is one (method, settings, cohort, seed) with all its folds.
+
+    Workers take a whole row at a time, the next row of the grid as they free up, so a grid written
+    cheap-first runs cheap-first and a stopped sweep leaves whole rows (never two halves of a grid run
+    side by side, which put the expensive end of a grid next to its cheap start).
+    """
+    rows: dict[tuple, list[SweepTask]] = {}
     for k in keys:
-        by_cohort.setdefault(k.cohort, []).append(k)
-    size = max(1, -(-len(keys) // max(1, n_chunks)))
-    chunks = []
-    for ks in by_cohort.values():
-        chunks += [ks[i:i + size] for i in range(0, len(ks), size)]
-    return chunks
+        rows.setdefault((k.method, k.sets, k.cohort, k.seed, k.epochs, k.features, k.device), []).append(k)
+    return list(rows.values())
 
 
 def run_local(keys: Sequence[SweepTask], root: Path, workers: int, on_result: Callable[[KeyResult], None]) -> None:
@@ -415,7 +416,7 @@ def run_local(keys: Sequence[SweepTask], root: Path, workers: int, on_result: Ca
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     total = workers * max(1, len(devices))
     threads = max(1, (os.cpu_count() or 1) // total)
-    chunks = chunk_by_cohort(keys, total)
+    chunks = chunk_by_row(keys)
     ctx = mp.get_context("spawn")
 
     def start(slot: int) -> ProcessPoolExecutor:

@@ -224,3 +224,23 @@ def test_shipped_grids_expand_on_the_project(grid, monkeypatch):
     n_folds = [len(plan_run(settings, spec.methods[0], c, folds=spec.folds).folds) for c in cohorts]
     assert len(keys) == len(spec.methods) * len(spec.sets) * len(spec.seeds) * sum(n_folds)
     assert {k.method for k in keys} == set(spec.methods)
+
+
+def test_workers_take_whole_rows_in_the_grid_order(toy, monkeypatch):
+    """A grid written cheap-first runs cheap-first: each worker takes the next whole row (method, settings,
+    cohort, seed with all its folds) as it frees up, never one half of the grid each."""
+    import bench.train.sweep as sweep
+
+    keys = expand(toy.settings, _spec(methods=["snn", "meanmil"], sets=[{"lr": 0.01}, {}], folds=[0, 1, 2]))
+    seen = {}
+
+    def fake_slots(chunks, n_slots, *args):
+        seen["chunks"], seen["slots"] = chunks, n_slots
+
+    monkeypatch.setattr(sweep, "run_slots", fake_slots)
+    run_local(keys, toy.root, workers=2, on_result=lambda r: None)
+    rows = [(c[0].method, dict(c[0].sets), c[0].seed, [k.fold for k in c]) for c in seen["chunks"]]
+    assert seen["slots"] == 2
+    assert rows == [(m, s, seed, [0, 1, 2]) for m in ("snn", "meanmil") for s in ({"lr": 0.01}, {})
+                    for seed in (0, 1)]
+    assert all(len({(k.method, k.sets, k.cohort, k.seed) for k in c}) == 1 for c in seen["chunks"])
