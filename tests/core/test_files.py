@@ -1,6 +1,7 @@
 """Atomic writes: a failure never leaves partial files nor damages what was stored."""
 
 import errno
+import pathlib
 
 import pandas as pd
 import pytest
@@ -30,7 +31,7 @@ def test_disk_full_is_a_clear_error(tmp_path, monkeypatch):
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pd.DataFrame, "to_csv", full)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", full)  # the write of the predictions' temporary file
     with pytest.raises(BenchError, match="No space left on device; earlier files are intact"):
         write_run(dest, preds, {"key": {"fold": 0}})
     monkeypatch.undo()
