@@ -16,6 +16,7 @@ Nothing retrains: a missing cell or no shared fold is an error naming the comman
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,16 @@ VERDICT_TEXT = {
     "B better": "{b} better beyond fold and seed noise",
     "not distinguishable": "not distinguishable from fold and seed noise",
 }
+
+
+def p_text(p: float, alpha: float = 0.05) -> str:
+    """``p`` to two significant digits, or as many more as it takes not to print ``alpha`` itself or a value
+    on the other side of it (0.0496 is "0.0496", not "0.05", beside a verdict that used p < 0.05)."""
+    for digits in range(2, 7):
+        text = f"{p:.{digits}g}"
+        if math.isnan(p) or ((float(text) < alpha) == (p < alpha) and float(text) != alpha):
+            return text
+    return text
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,7 @@ class Comparison:
         text = VERDICT_TEXT[self.verdict].format(a=self.a.label, b=self.b.label)
         paper = "" if self.paper_gap is None else f" (paper: {self.paper_gap:+.3f})"
         return (f"{self.a.label} − {self.b.label} on {cohort}: {self.boot.mean:+.3f} "
-                f"[{self.boot.low:+.3f}, {self.boot.high:+.3f}], p = {self.ttest.p_two_sided:.2g}: {text}{paper}")
+                f"[{self.boot.low:+.3f}, {self.boot.high:+.3f}], p = {p_text(self.ttest.p_two_sided)}: {text}{paper}")
 
     def record(self) -> dict[str, Any]:
         """A flat, JSON-ready summary."""

@@ -118,3 +118,13 @@ def test_a_side_may_name_a_named_variant(monkeypatch):
     assert side == _side("snn:" + ",".join(f"{k}={v}" for k, v in side.overrides), None)  # same runs
     with pytest.raises(BenchError, match="unknown variant 'nope' of snn; its named variants: ccl-protocol"):
         _side("snn:nope", None)
+
+
+def test_the_verdict_line_never_prints_p_on_the_wrong_side_of_alpha():
+    from bench.report.compare import p_text
+
+    assert p_text(0.21) == "0.21" and p_text(0.0479) == "0.048"  # two significant digits as a rule
+    assert p_text(0.0496) == "0.0496"  # not "0.05" beside a verdict that used p < 0.05
+    assert p_text(0.0504) == "0.0504"  # not "0.05" either: it reads as the threshold itself
+    assert p_text(0.05) == "0.05"
+    assert p_text(0.000495) == "0.00049"
