@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from lifelines.statistics import logrank_test
 from scipy import stats
 from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc, integrated_brier_score
 from sksurv.util import Surv
@@ -125,11 +124,14 @@ def high_risk(risk: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def logrank_p(time: np.ndarray, censorship: np.ndarray, high: np.ndarray) -> float:
-    """Log-rank p-value between the high- and low-risk groups (lifelines ``logrank_test``)."""
+    """Log-rank p-value (two-sided) between the high- and low-risk groups (``scipy.stats.logrank``; the same
+    test as lifelines' ``logrank_test``, checked equal in the tests, about 25x faster, which Table II's
+    hundreds of tests need)."""
     time, event, high = np.asarray(time, dtype=float), np.asarray(censorship) < 0.5, np.asarray(high, dtype=bool)
     if high.all() or not high.any():
         return float("nan")
-    return float(logrank_test(time[high], time[~high], event[high], event[~high]).p_value)
+    groups = [stats.CensoredData(uncensored=time[g & event], right=time[g & ~event]) for g in (high, ~high)]
+    return float(stats.logrank(*groups).pvalue)
 
 
 def logrank_excess(time: np.ndarray, censorship: np.ndarray, high: np.ndarray) -> float:

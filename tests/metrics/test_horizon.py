@@ -573,3 +573,16 @@ def test_permutation_p_is_small_for_a_strong_split():
         folds.append((time, cens, risk, 0.0))
     stat, p = mh.permutation_logrank(folds, n_perm=2000, seed=1)
     assert stat > 20 and p == pytest.approx(1 / 2001, abs=1e-15)
+
+
+def test_logrank_p_equals_lifelines_logrank_test():
+    rng = np.random.default_rng(3)
+    for n in (8, 40, 300):
+        time = np.round(rng.exponential(40, n), 0) + 1  # rounded: tied event times
+        cens = (rng.random(n) < 0.6).astype(float)
+        high = rng.random(n) < 0.4
+        high[:2] = [True, False]
+        ev = cens < 0.5
+        want = logrank_test(time[high], time[~high], ev[high], ev[~high]).p_value
+        assert survival_metrics.logrank_p(time, cens, high) == pytest.approx(want, rel=1e-9, abs=1e-15)
+    assert np.isnan(survival_metrics.logrank_p(np.ones(3), np.zeros(3), np.ones(3, dtype=bool)))
