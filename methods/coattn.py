@@ -183,6 +183,17 @@ class TokenEncoder(TokenTransformer):
 OT_REG_TYPES = ("entropy", "kl")
 
 
+def _ot_inputs(cost: torch.Tensor, reg_type: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The float64 cost and the uniform marginals of MOTCat's plan (``reg_type`` checked)."""
+    if reg_type not in OT_REG_TYPES:
+        raise ValueError(f"unknown reg_type '{reg_type}'; choose one of {', '.join(OT_REG_TYPES)}")
+    m = cost.detach().to(torch.float64)
+    n_a, n_b = m.shape
+    a = torch.full((n_a,), 1.0 / n_a, dtype=m.dtype, device=m.device)
+    b = torch.full((n_b,), 1.0 / n_b, dtype=m.dtype, device=m.device)
+    return m, a, b
+
+
 def unbalanced_sinkhorn(cost: torch.Tensor, reg: float, tau: float, reg_type: str = "entropy",
                         max_iter: int = 1000, tol: float = 1e-6) -> torch.Tensor:
     """Entropic unbalanced OT plan between uniform marginals by POT's Sinkhorn–Knopp (torch backend).
@@ -196,12 +207,7 @@ def unbalanced_sinkhorn(cost: torch.Tensor, reg: float, tau: float, reg_type: st
     MOTCat release. ``"kl"`` is POT >= 0.9.5's default, ``KL(plan | a b^T)`` (kernel
     ``exp(-C/ε) a b^T``), which yields a plan of another total mass.
     """
-    if reg_type not in OT_REG_TYPES:
-        raise ValueError(f"unknown reg_type '{reg_type}'; choose one of {', '.join(OT_REG_TYPES)}")
-    m = cost.detach().to(torch.float64)
-    n_a, n_b = m.shape
-    a = torch.full((n_a,), 1.0 / n_a, dtype=m.dtype, device=m.device)
-    b = torch.full((n_b,), 1.0 / n_b, dtype=m.dtype, device=m.device)
+    m, a, b = _ot_inputs(cost, reg_type)
     # reg_type="kl" with the all-ones reference measure is the "entropy" problem without POT's warning
     ref = torch.ones_like(m) if reg_type == "entropy" else None
     with warnings.catch_warnings():
@@ -227,17 +233,12 @@ def blocked_sinkhorn(cost: torch.Tensor, reg: float, tau: float, reg_type: str =
     the iterate returned is the one POT would have stopped at. The extra iterations past that point are
     computed and thrown away, which never changes the result.
     """
-    if reg_type not in OT_REG_TYPES:
-        raise ValueError(f"unknown reg_type '{reg_type}'; choose one of {', '.join(OT_REG_TYPES)}")
-    m = cost.detach().to(torch.float64)
-    n_a, n_b = m.shape
-    a = torch.full((n_a,), 1.0 / n_a, dtype=m.dtype, device=m.device)
-    b = torch.full((n_b,), 1.0 / n_b, dtype=m.dtype, device=m.device)
+    m, a, b = _ot_inputs(cost, reg_type)
     c = torch.ones_like(m) if reg_type == "entropy" else a[:, None] * b[None, :]
     k = torch.exp(-m / reg) * c
     kt = k.T
     fi = tau / (tau + reg) if tau != float("inf") else 1
-    u, v = torch.ones(n_a, dtype=m.dtype, device=m.device), torch.ones(n_b, dtype=m.dtype, device=m.device)
+    u, v = torch.ones_like(a), torch.ones_like(b)
     done = 0
     while done < max_iter:
         steps = min(block, max_iter - done)
