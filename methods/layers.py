@@ -4,7 +4,8 @@
 * :class:`GatedAttention` — Ilse et al.'s gated attention scores, with a padding mask.
 * :class:`NystromAttention` — Nyström-approximated self-attention (Xiong et al. 2021) as used by
   TransMIL, CMTA and CCL: front zero-padding to a multiple of the landmark count, landmark means,
-  iterative Moore–Penrose pseudo-inverse, depth-wise convolution residual on the values.
+  iterative Moore–Penrose pseudo-inverse, depth-wise convolution residual on the values
+  (computed without the padding tokens: :func:`short_sequence_nystrom`, :func:`padded_landmark_nystrom`).
 * :func:`newton_schulz_spectral` — the same pseudo-inverse iterations, computed exactly through one
   symmetric eigendecomposition (values and gradients equal to the iterations' up to rounding).
 * :class:`TransLayer` — ``x + NystromAttention(LayerNorm(x))`` (no feed-forward sub-layer).
@@ -112,12 +113,13 @@ def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mask
     return torch.cat(outs, dim=0)
 
 
-def moore_penrose_pinv(x: torch.Tensor, iters: int = 6) -> torch.Tensor:
+def moore_penrose_pinv(x: torch.Tensor, iters: int = 6, scale: torch.Tensor | None = None) -> torch.Tensor:
     """Iterative pseudo-inverse (Razavi et al.): ``Z <- Z (13I - XZ(15I - XZ(7I - XZ))) / 4``.
 
-    Initialised with ``X^T / (max_i sum_j |x_ij| * max_j sum_i |x_ij|)``, maxima over the whole batch.
+    Initialised with ``X^T / (max_i sum_j |x_ij| * max_j sum_i |x_ij|)``, maxima over the whole batch
+    (``scale``: that denominator, when it was computed from a larger matrix ``x`` stands for).
     """
-    z = x.transpose(-1, -2) / _pinv_scale(x)
+    z = x.transpose(-1, -2) / (_pinv_scale(x) if scale is None else scale)
     eye = torch.eye(x.shape[-1], device=x.device, dtype=x.dtype)
     for _ in range(iters):
         xz = x @ z
@@ -253,6 +255,10 @@ class NystromAttention(nn.Module):
     Sequences no longer than ``num_landmarks`` (CCL's 5-token fusion, padded to 128) are computed
     by :func:`short_sequence_nystrom`, which gives the same result on ``(n+1) x (n+1)`` matrices
     instead of the padded ``m x m`` ones (set ``exact_short = False`` to force the generic path).
+    Longer sequences whose padding fills whole landmarks (a 145-token bag on 128 landmarks: 111
+    zeros, 55 all-zero landmarks) are computed by :func:`padded_landmark_nystrom` on the content
+    tokens and the ``m - z + 1`` distinct landmarks, with the padded computation's dropout mask
+    (``exact_padded = False``, or ``explicit_computation()``: the padded computation).
     Pseudo-inverses of ``SPECTRAL_MIN_SIZE`` rows or more run through :func:`newton_schulz_spectral`
     (``spectral = False``, or a model built inside ``bench.api.explicit_computation()``: the explicit
     iterations; same values and gradients).
@@ -269,7 +275,9 @@ class NystromAttention(nn.Module):
         self.res_conv = nn.Conv2d(heads, heads, (residual_kernel, 1), padding=(residual_kernel // 2, 0),
                                   groups=heads, bias=False) if residual_kernel else None
         self.exact_short = True
-        self.spectral = not explicit_requested()
+        explicit = explicit_requested()
+        self.spectral = not explicit
+        self.exact_padded = not explicit
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
@@ -281,6 +289,16 @@ class NystromAttention(nn.Module):
                 out = out + banded_depthwise(self.res_conv.weight, v)
             return self.to_out(out.transpose(1, 2).reshape(b, n, h * self.dim_head))
         pad = (m - n % m) % m
+        if self.exact_padded and n > m and pad // ((n + pad) // m):  # some landmarks are padding only
+            q, k, v = (t.reshape(b, n, h, self.dim_head).transpose(1, 2) for t in self.to_qkv(x).chunk(3, dim=-1))
+            out = padded_landmark_nystrom(q * self.scale, k, v, m, self.iters, spectral=self.spectral)
+            if self.res_conv is not None:  # the convolution's zero padding equals the padded zero values
+                out = out + self.res_conv(v)
+            y = self.to_out[0](out.transpose(1, 2).reshape(b, n, h * self.dim_head))
+            drop = self.to_out[1]
+            if drop.training and drop.p > 0:  # the mask of the padded computation: same shape, same random draws
+                return drop(F.pad(y, (0, 0, pad, 0)))[:, pad:]
+            return y
         if pad:
             x = F.pad(x, (0, 0, pad, 0))
         total = x.shape[1]
@@ -362,6 +380,70 @@ def short_sequence_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m:
         z = torch.bmm(z, torch.baddbmm(eye13q, xz, t, alpha=-0.25))
     w = torch.bmm(torch.bmm(a_flat, z), a_flat).reshape(*lead, n + 1, n + 1)
     return w[..., 1:, 1:] @ v
+
+
+def _padded_softmax(s: torch.Tensor, n_pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax over the rows of ``[s, 0, ..., 0]`` (``n_pad`` zero logits appended): the content columns
+    and the value every zero column takes ``[..., 1]``."""
+    shift = s.amax(-1, keepdim=True).clamp(min=0)
+    e = torch.exp(s - shift)
+    pad_w = torch.exp(-shift)
+    norm = e.sum(-1, keepdim=True) + n_pad * pad_w
+    return e / norm, pad_w / norm
+
+
+def padded_landmark_nystrom(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m: int, iters: int,
+                            spectral: bool = True) -> torch.Tensor:
+    """Nyström attention of ``n > m`` tokens (``q`` already scaled; ``[B, H, n, d]``) without the padding tokens.
+
+    The generic computation front-pads the sequence with ``p = (m - n % m) % m`` zero tokens and
+    takes landmarks as means of ``g = (n + p) / m`` consecutive tokens, so the first ``z = p // g``
+    landmarks are zero vectors (a 145-token bag on 128 landmarks: ``p = 111``, ``z = 55``). Every
+    zero landmark gives a logit 0 against every key and every zero key a logit 0, so the ``m x m``
+    kernel ``A = softmax(Q~ K~^T)`` has ``z`` identical rows (``1/m`` everywhere) and ``z`` identical
+    columns: ``A = Q A~ Q^T`` with ``Q`` the orthonormal map merging them into one row and column of
+    weight ``sqrt(z)``, and the Moore–Penrose iterations started at ``A^T / s`` stay in that subspace,
+    so they run on ``A~`` (``(m - z + 1)`` rows) with the full matrix's scale ``s``. The left kernel
+    is needed for the ``n`` content rows only (the output is cut to them) and the right kernel's zero
+    landmark rows are all ``sum(V) / (n + p)``; zero keys enter the softmax normalisers only. The
+    same function of ``q``, ``k``, ``v`` as the padded computation (values and gradients).
+
+    Requires ``z >= 1``; returns the content rows' attention output ``[B, H, n, d]``.
+    """
+    n = q.shape[-2]
+    p = (m - n % m) % m
+    group = (n + p) // m
+    z = p // group
+    if z < 1:
+        raise ValueError(f"padded_landmark_nystrom: no landmark is padding only (n={n}, m={m})")
+    r = m - z
+    mixed = p - z * group  # zeros inside the first content landmark
+
+    def landmarks(t: torch.Tensor) -> torch.Tensor:  # the generic path's means of the last r groups
+        if mixed:
+            t = F.pad(t, (0, 0, mixed, 0))
+        return t.reshape(*t.shape[:-2], r, group, t.shape[-1]).mean(dim=-2)
+
+    q_land, k_land = landmarks(q), landmarks(k)
+    d1, c1 = _padded_softmax(q @ k_land.transpose(-1, -2), z)  # content queries x landmarks
+    d2, c2 = _padded_softmax(q_land @ k_land.transpose(-1, -2), z)  # content landmarks x landmarks
+    d3, _ = _padded_softmax(q_land @ k.transpose(-1, -2), p)  # content landmarks x content keys
+    root_z = float(z) ** 0.5
+    top = torch.cat([torch.full_like(c2[..., :1, :], z / m), torch.full_like(d2[..., :1, :], root_z / m)], dim=-1)
+    a_small = torch.cat([top, torch.cat([root_z * c2, d2], dim=-1)], dim=-2)  # [B, H, r+1, r+1]
+    # the full kernel's max row sum and max column sum (zero rows: m entries 1/m)
+    row_max = torch.maximum((z * c2 + d2.sum(-1, keepdim=True)).amax(), torch.tensor(z / m + r / m, dtype=d2.dtype))
+    col_max = torch.maximum((z / m + d2.sum(-2)).amax(), (z / m + c2.sum(-2)).amax())
+    lead = a_small.shape[:-2]
+    a_flat = a_small.reshape(-1, r + 1, r + 1)
+    if spectral and r + 1 >= SPECTRAL_MIN_SIZE:
+        pinv = newton_schulz_spectral(a_flat, iters, "pinv", scale=row_max * col_max)
+    else:
+        pinv = moore_penrose_pinv(a_flat, iters, scale=row_max * col_max)
+    pinv = pinv.reshape(*lead, r + 1, r + 1)
+    left = torch.cat([root_z * c1, d1], dim=-1)  # [B, H, n, r+1]
+    right = torch.cat([v.sum(-2, keepdim=True) * (root_z / (n + p)), d3 @ v], dim=-2)  # [B, H, r+1, d]
+    return (left @ pinv) @ right
 
 
 class TransLayer(nn.Module):
