@@ -69,3 +69,10 @@ def _ucec_dims(build: str = "mutsig") -> DimsWithColumns:
     return DimsWithColumns(path_dim=8, omic_dim=len(co.genomic_columns), group_sizes=co.group_sizes, n_bins=4,
                            cohort=co.name, omic_columns=tuple(co.genomic_columns),
                            group_columns=tuple(tuple(co.groups[g].tolist()) for g in GROUP_NAMES))
+
+
+def assert_close_relative(got: torch.Tensor, want: torch.Tensor, tol: float = 1e-10) -> None:
+    """Equal to ``tol`` relative to the tensor's scale (elements near 0 carry the rounding of the large ones)."""
+    assert got.shape == want.shape
+    err = float((got - want).detach().abs().max() / want.detach().abs().max())
+    assert err <= tol, err

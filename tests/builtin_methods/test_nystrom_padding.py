@@ -9,15 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_inputs import assert_close_relative as _close
 
 from bench.api import explicit_computation
 from methods.layers import SPECTRAL_MIN_SIZE, NystromAttention, TransMILBody, padded_landmark_nystrom
-
-
-def _close(got: torch.Tensor, want: torch.Tensor) -> None:
-    assert got.shape == want.shape
-    err = float((got - want).detach().abs().max() / want.detach().abs().max())
-    assert err <= 1e-10, err
 
 
 def _layout(n: int, m: int) -> tuple[int, int, int]:

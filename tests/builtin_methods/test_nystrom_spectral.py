@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from method_inputs import assert_close_relative as _close
 
 from bench.api import explicit_computation
 from methods.layers import (
@@ -20,13 +21,6 @@ def _grads(fn, *inputs):
     out = fn(*inputs)
     up = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
     return out, torch.autograd.grad((out * up).sum(), inputs)
-
-
-def _close(got, want):
-    """Equal to 1e-10 relative to the tensor's scale (elements near 0 carry the rounding of the large ones)."""
-    assert got.shape == want.shape
-    err = float((got - want).detach().abs().max() / want.detach().abs().max())
-    assert err <= 1e-10, err
 
 
 def _attention_like(r: int, repeat: int = 0, seed: int = 0) -> torch.Tensor:
