@@ -543,6 +543,8 @@ def run_sweep(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *
 
         log(tabulate([[k.label(), s, k.command()] for k, s in status], headers=["key", "status", "command"]))
         log(f"{len(todo)} would run")
+        if todo:
+            log(cost_report(settings, todo, spec.workers))
         return tally
     if not todo:
         log("nothing to run: every key is complete")
@@ -562,6 +564,66 @@ def run_sweep(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *
     if wait or spec.executor != "slurm":
         log(tally.line())
     return tally
+
+
+def planned_work(settings: Settings, task: SweepTask) -> tuple[float, str]:
+    """The work of one key (:func:`bench.store.costs.run_work`) and the device it would run on.
+
+    Patches per patient come from the feature store the run would read; a default synthetic store not
+    built yet is counted as ``bench.toml [synthetic] patches`` per slide, which is what it will hold on average.
+    """
+    from bench.data.features import choose_store, default_synthetic_path, read_info, store_label
+    from bench.store.costs import run_work
+    from bench.train.runner import plan_run
+
+    plan = plan_run(settings, task.method, task.cohort, folds=[task.fold], epochs=task.epochs, sets=dict(task.sets),
+                    device=task.device, features=task.features, load_store=False)
+    cohort = plan.cohort
+    ppp = None
+    if plan.info.uses_pathology:
+        spec = task.features or settings["run"]["features"]
+        if store_label(settings, cohort, spec) is None:  # the default synthetic store
+            path = default_synthetic_path(settings, cohort.name, cohort.build)
+            patches = (read_info(path).n_patches if path.is_file()
+                       else settings["synthetic"]["patches"] * cohort.n_slides)
+        else:
+            patches = choose_store(settings, cohort, spec).info.n_patches
+        ppp = patches / cohort.n_patients
+    return run_work(plan.config["train"]["epochs"], cohort.n_patients, ppp), plan.device.type
+
+
+def cost_report(settings: Settings, todo: Sequence[SweepTask], workers: int) -> str:
+    """The estimated cost of the keys still to run, per (method, variant, cohort) and in all.
+
+    Estimates come from the stored runs' measured thread-seconds (:mod:`bench.store.costs`): rough, linear in
+    epochs, patients and patches per patient, and as fast or slow as the machine was when those runs were made.
+    """
+    from tabulate import tabulate
+
+    from bench.data.cohort import short_name
+    from bench.store.costs import estimate_cost, measured_costs, total_hours
+
+    costs = measured_costs(settings.results_dir)
+    rows: dict[tuple[str, str, str], list] = {}
+    estimates = []
+    for task in todo:
+        work, device = planned_work(settings, task)
+        est = estimate_cost(costs, task.method, task.variant, task.cohort, device, work)
+        estimates.append(est)
+        row = rows.setdefault((task.method, task.variant, task.cohort), [0, 0.0, est.basis])
+        row[0] += 1
+        row[1] = None if est.thread_seconds is None or row[1] is None else row[1] + est.thread_seconds
+    table = [[m, v, short_name(c), n, "—" if s is None else f"{s / 3600:.3g}", basis]
+             for (m, v, c), (n, s, basis) in rows.items()]
+    hours, unknown = total_hours(estimates)
+    lines = ["estimated cost of the keys still to run (from the stored runs' measured thread-seconds, scaled "
+             "linearly by epochs x patients x patches per patient):",
+             tabulate(table, headers=["method", "variant", "cohort", "keys", "CPU-h", "basis"]),
+             f"in all ≈ {hours:.3g} thread-hours: ≈ {hours / max(workers, 1):.3g} h of wall time with {workers} "
+             "worker(s), one core each"]
+    if unknown:
+        lines.append(f"{unknown} key(s) have no stored run of their method on their device and are not counted")
+    return "\n".join(lines)
 
 
 def describe_keys(settings: Settings, keys: Iterable[SweepTask]) -> list[tuple[SweepTask, str]]:
