@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data.cohort import short_name
-from bench.store.keys import RunKey
-from bench.store.predictions import read_manifest
+from bench.store.predictions import read_manifest, store_layout
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,8 @@ def manifest_cost(manifest: dict) -> RunCost | None:
 def measured_costs(results: Path) -> list[RunCost]:
     """The measured cost of every complete, not resumed run under ``results`` (in folder order)."""
     out = []
-    for path in sorted(results.glob("*/*/*/seed*/fold*/manifest.json")):
-        if RunKey.from_path(path.parent) is None:
-            continue
-        m = read_manifest(path.parent)  # a corrupt manifest is an error naming it
+    for d in store_layout(results).runs:
+        m = read_manifest(d)  # a corrupt manifest is an error naming it
         cost = manifest_cost(m) if m is not None else None
         if cost is not None:
             out.append(cost)

@@ -604,17 +604,16 @@ def cost_report(settings: Settings, todo: Sequence[SweepTask], workers: int) -> 
     from bench.store.costs import estimate_cost, measured_costs, total_hours
 
     costs = measured_costs(settings.results_dir)
-    rows: dict[tuple[str, str, str], list] = {}
-    estimates = []
+    groups: dict[tuple[str, str, str], list[SweepTask]] = {}
     for task in todo:
-        work, device = planned_work(settings, task)
-        est = estimate_cost(costs, task.method, task.variant, task.cohort, device, work)
-        estimates.append(est)
-        row = rows.setdefault((task.method, task.variant, task.cohort), [0, 0.0, est.basis])
-        row[0] += 1
-        row[1] = None if est.thread_seconds is None or row[1] is None else row[1] + est.thread_seconds
-    table = [[m, v, short_name(c), n, "—" if s is None else f"{s / 3600:.3g}", basis]
-             for (m, v, c), (n, s, basis) in rows.items()]
+        groups.setdefault((task.method, task.variant, task.cohort), []).append(task)
+    table, estimates = [], []
+    for (method, variant, cohort), tasks in groups.items():
+        work, device = planned_work(settings, tasks[0])  # the same for every fold: the cohort's patients
+        est = estimate_cost(costs, method, variant, cohort, device, work)
+        estimates += [est] * len(tasks)
+        cell = "—" if est.thread_seconds is None else f"{len(tasks) * est.thread_seconds / 3600:.3g}"
+        table.append([method, variant, short_name(cohort), len(tasks), cell, est.basis])
     hours, unknown = total_hours(estimates)
     lines = ["estimated cost of the keys still to run (from the stored runs' measured thread-seconds, scaled "
              "linearly by epochs x patients x patches per patient):",
