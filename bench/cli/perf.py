@@ -35,6 +35,9 @@ def perf(
              "the predictions.")] = 0,
     reference: Annotated[str, typer.Option(help="With --cohort: the method the ratios are to.")] = "attmil",
     repeats: Annotated[int, typer.Option(help="With --cohort: timed passes per mode (the fastest is kept).")] = 2,
+    floor: Annotated[bool, typer.Option(
+        help="With --cohort: also count each method's matrix-product FLOPs per fold-epoch and print the "
+             "thread-seconds they need at this CPU's best one-thread GEMM rate (a lower bound).")] = False,
 ) -> None:
     """Time methods on a synthetic cohort: train/eval patients per second, 5-fold wall time, memory, speed-up.
 
@@ -47,7 +50,7 @@ def perf(
 
         found = run_epoch_perf(load_settings(), method or ["ccl"], cohort, fold, patients=patients,
                                explicit=explicit, check_epochs=check_epochs, reference=reference, repeats=repeats,
-                               log=lambda s: console.print(s, markup=False))
+                               floor=floor, log=lambda s: console.print(s, markup=False))
         console.print(markdown_table(found), markup=False)
         if json_out:
             json_out.write_text(json.dumps(found, indent=1) + "\n")

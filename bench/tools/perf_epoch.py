@@ -25,6 +25,7 @@ import torch
 from bench._core.config import Settings
 from bench.data.batches import load_bags
 from bench.metrics.concordance import fold_score
+from bench.tools.perf_floor import FloorCount, ProductFlops, gemm_rate, linear_flops
 from bench.train.engine import evaluate, restore, train_fold, train_one_epoch
 from bench.train.runner import fold_batches, fold_inputs, plan_run
 
@@ -111,6 +112,30 @@ def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, p
                      train_s * n_train / timed_train, eval_s * n_val / timed_val)
 
 
+def count_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, patients: int | None = None,
+                bags_cache: dict | None = None, seed: int = 0) -> FloorCount:
+    """The matrix-product FLOPs of :func:`time_epoch`'s training and validation passes (speed-ups on), by
+    dtype, and those of the ``nn.Linear`` layers, scaled to the whole fold as the times are."""
+    plan, bags, tensors, dims, (n_train, n_val) = _fold(settings, method, cohort, fold, patients,
+                                                        {} if bags_cache is None else bags_cache)
+    cfg = plan.config
+    batches = fold_batches(plan, tensors, bags)
+    train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
+    state = restore(plan.info, {**cfg, "train": train_cfg}, dims, batches, seed)
+    found = FloorCount(method)
+    passes = ((lambda: train_one_epoch(state, plan.info, train_cfg, batches, 1), n_train / len(tensors.train)),
+              (lambda: evaluate(state.model, batches, tensors.val, cfg["train"]["batch_size"], 1, "val"),
+               n_val / len(tensors.val)))
+    for run_pass, scale in passes:
+        with linear_flops(state.model) as linear, ProductFlops() as counter:
+            run_pass()
+        for dtype, flops in counter.flops.items():
+            name = str(dtype).removeprefix("torch.")
+            found.flops[name] = found.flops.get(name, 0.0) + flops * scale
+        found.linear_flops += linear[0] * scale
+    return found
+
+
 def check_equal(settings: Settings, method: str, cohort: str, fold: int = 0, *, epochs: int = 2,
                 patients: int | None = None, bags_cache: dict | None = None, seed: int = 0) -> Equality:
     """Train ``epochs`` epochs with the speed-ups on and off from the same seed; compare the predictions.
@@ -135,20 +160,29 @@ def check_equal(settings: Settings, method: str, cohort: str, fold: int = 0, *, 
 
 def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: int = 0, *,
                    patients: int | None = None, explicit: bool = False, check_epochs: int = 0,
-                   reference: str = "attmil", repeats: int = 2,
+                   reference: str = "attmil", repeats: int = 2, floor: bool = False,
                    log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time each method (and ``reference``) per fold-epoch; optionally with speed-ups off and an equality check.
 
     Each mode is timed ``repeats`` times (explicit and fast alternating) and its fastest pass kept.
+    With ``floor``, each method's matrix-product FLOPs are also counted (:func:`count_epoch`, an untimed
+    pass) and divided by this CPU's best one-thread GEMM rates, measured first (:mod:`bench.tools.perf_floor`).
 
-    Returns ``{"costs": [...], "equality": [...], "threads": 1, ...}`` (JSON-ready).
+    Returns ``{"costs": [...], "equality": [...], "floors": [...], "gemm_rates": {...}, "threads": 1, ...}``
+    (JSON-ready).
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     cache: dict = {}
     costs: list[EpochCost] = []
     equal: list[Equality] = []
+    floors: list[dict[str, Any]] = []
+    rates: dict[str, float] = {}
     try:
+        if floor:
+            rates = {"float32": gemm_rate(torch.float32), "float64": gemm_rate(torch.float64)}
+            log(f"best one-thread GEMM rate here: float32 {rates['float32'] / 1e9:.1f} GFLOP/s, "
+                f"float64 {rates['float64'] / 1e9:.1f} GFLOP/s")
         names = list(dict.fromkeys([reference, *methods]))
         for name in names:
             modes = (True, False) * repeats if explicit and name != reference else (False,) * repeats
@@ -170,6 +204,15 @@ def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: in
                 equal.append(eq)
                 log(f"{name}: {check_epochs}-epoch predictions {'identical' if eq.identical else 'differ'} "
                     f"(max |diff| {eq.max_abs_diff:.2e}; val C-index {eq.cindex_fast:.4f} vs {eq.cindex_explicit:.4f})")
+            if floor:
+                count = count_epoch(settings, name, cohort, fold, patients=patients, bags_cache=cache)
+                row = {"method": name, "flops": count.flops, "linear_flops": count.linear_flops,
+                       "floor_s": count.floor_s(rates), "linear_floor_s": count.linear_floor_s(rates)}
+                floors.append(row)
+                split = ", ".join(f"{d} {f / 1e9:.0f}" for d, f in sorted(count.flops.items()))
+                log(f"{name}: {sum(count.flops.values()) / 1e9:.0f} GFLOP of products per fold-epoch ({split}; "
+                    f"nn.Linear {count.linear_flops / 1e9:.0f}): at least {row['floor_s']:.1f} thread-s here "
+                    f"(nn.Linear alone {row['linear_floor_s']:.1f})")
     finally:
         torch.set_num_threads(threads)
     ref = next(c.epoch_s for c in costs if c.method == reference and not c.explicit)
@@ -178,20 +221,31 @@ def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: in
         row = {**dataclasses.asdict(c), "epoch_s": c.epoch_s, "vs_reference": c.epoch_s / ref}
         rows.append(row)
     return {"cohort": cohort, "fold": fold, "threads": 1, "reference": reference, "patients": patients,
-            "repeats": repeats,
-            "costs": rows, "equality": [dataclasses.asdict(e) for e in equal]}
+            "repeats": repeats, "costs": rows, "equality": [dataclasses.asdict(e) for e in equal],
+            "gemm_rates": rates, "floors": floors}
 
 
 def markdown_table(result: dict[str, Any]) -> str:
-    """method | thread-s per fold-epoch (explicit, fast) | speed-up | ratio to the reference."""
-    by = {}
+    """method | thread-s per fold-epoch (explicit, fast) | speed-up | ratio to the reference, and with floors:
+    the product and ``nn.Linear`` floors and the largest speed-up over the explicit time the latter leaves."""
+    by: dict[str, dict[str, float]] = {}
     for r in result["costs"]:
         by.setdefault(r["method"], {})["explicit" if r["explicit"] else "fast"] = r["epoch_s"]
+    floors = {f["method"]: f for f in result.get("floors", [])}
     ref = by[result["reference"]]["fast"]
-    lines = ["| method | explicit (thread-s) | with the speed-ups | × | ratio to " + result["reference"] + " |",
-             "|---|---|---|---|---|"]
+    head = "| method | explicit (thread-s) | with the speed-ups | × | ratio to " + result["reference"] + " |"
+    rule = "|---|---|---|---|---|"
+    if floors:
+        head += " product floor (thread-s) | nn.Linear floor | most × over explicit |"
+        rule += "---|---|---|"
+    lines = [head, rule]
     for name, v in by.items():
         slow = v.get("explicit")
-        lines.append(f"| {name} | {slow:.1f} | {v['fast']:.1f} | {slow / v['fast']:.2f} | {v['fast'] / ref:.1f} |"
-                     if slow else f"| {name} | – | {v['fast']:.1f} | – | {v['fast'] / ref:.1f} |")
+        line = (f"| {name} | {slow:.1f} | {v['fast']:.1f} | {slow / v['fast']:.2f} | {v['fast'] / ref:.1f} |"
+                if slow else f"| {name} | – | {v['fast']:.1f} | – | {v['fast'] / ref:.1f} |")
+        if floors:
+            f = floors.get(name)
+            most = f"{(slow or v['fast']) / f['linear_floor_s']:.1f}" if f and f["linear_floor_s"] > 0 else "–"
+            line += (f" {f['floor_s']:.1f} | {f['linear_floor_s']:.1f} | {most} |" if f else " – | – | – |")
+        lines.append(line)
     return "\n".join(lines)
