@@ -9,6 +9,9 @@ the epoch's thread-seconds: every counted product runs at most at that rate, and
 counted (eigendecompositions, softmax, normalisation, the optimiser, Python) only adds time.
 
 * ``gemm_floor_s``: all counted products of the computation as it runs now.
+* ``linalg_s``: the seconds the epoch spends inside matrix decompositions (``torch.linalg``'s
+  eigendecomposition and the like: LAPACK, not counted as products), timed in the same pass; added to
+  ``gemm_floor_s`` it is a lower bound for the algorithm as it runs.
 * ``linear_floor_s``: the ``nn.Linear`` layers alone (forward, weight gradient, and input gradient
   where the input needs one) — the products an exact implementation of the same model cannot drop
   short of computing fewer token rows.
@@ -43,7 +46,9 @@ def conv_backward_flops(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.T
 
 
 class ProductFlops(TorchDispatchMode):
-    """Counts the FLOPs of matrix products and convolutions run inside it, by dtype (``flops[dtype]``).
+    """Counts the FLOPs of matrix products and convolutions run inside it, by dtype (``flops[dtype]``), and
+    times its matrix decompositions (``linalg_s``: the seconds spent inside ``aten`` ``linalg`` operators
+    such as the eigendecomposition of the spectral pseudo-inverse).
 
     Uses torch's per-operator formulas (``2 m k n`` for ``m x k @ k x n``; convolutions by output
     positions x kernel x channels per group), except for convolution backward
@@ -53,11 +58,17 @@ class ProductFlops(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.flops: dict[torch.dtype, int] = defaultdict(int)
+        self.linalg_s = 0.0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         packet = func._overloadpacket
+        if "linalg_" in packet.__name__:
+            t0 = time.perf_counter()
+            out = func(*args, **kwargs)
+            self.linalg_s += time.perf_counter() - t0
+            return out
+        out = func(*args, **kwargs)
         formula = flop_registry.get(packet)
         if packet is torch.ops.aten.convolution_backward:
             self.flops[args[0].dtype] += conv_backward_flops(*args)
@@ -118,8 +129,10 @@ class FloorCount:
     """One method's counted FLOPs per fold-epoch (training pass + validation pass, scaled to the fold)."""
 
     method: str
+    explicit: bool = False  # counted with the exact speed-ups off
     flops: dict[str, float] = field(default_factory=dict)  # dtype name -> FLOPs of all counted products
     linear_flops: float = 0.0
+    linalg_s: float = 0.0  # measured seconds inside matrix decompositions (eigh, ...)
 
     def floor_s(self, rates: dict[str, float]) -> float:
         """Thread-seconds of all counted products at ``rates`` (FLOP/s per dtype name; float32's for others)."""

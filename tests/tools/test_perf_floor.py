@@ -22,6 +22,14 @@ def test_products_are_counted_by_dtype():
         torch.bmm(torch.ones(2, 3, 4, dtype=torch.float64), torch.ones(2, 4, 5, dtype=torch.float64))
         torch.ones(5, 4).exp().sum()  # no product: nothing
     assert dict(counter.flops) == {torch.float32: 120, torch.float64: 2 * 2 * 3 * 4 * 5}
+    assert counter.linalg_s == 0
+
+
+def test_decompositions_are_timed_not_counted():
+    a = torch.eye(64, dtype=torch.float64) * 2
+    with ProductFlops() as counter:
+        torch.linalg.eigh(a)
+    assert not counter.flops and counter.linalg_s > 0
 
 
 def test_depthwise_convolution_backward_costs_twice_its_forward():
@@ -55,7 +63,7 @@ def test_linear_flops_known_answer_and_equal_to_the_counted_products(grad):
 
 
 def test_floor_is_flops_over_rates():
-    count = FloorCount("m", flops={"float32": 4e9, "float64": 3e9}, linear_flops=2e9)
+    count = FloorCount("m", False, {"float32": 4e9, "float64": 3e9}, 2e9)
     rates = {"float32": 2e9, "float64": 1e9}
     assert count.floor_s(rates) == 2 + 3
     assert count.linear_floor_s(rates) == 1
@@ -83,13 +91,27 @@ def test_run_epoch_perf_reports_floors(toy_factory):
     lines: list[str] = []
     found = run_epoch_perf(toy.settings, ["meanmil"], "TOY", patients=4, repeats=1, floor=True, log=lines.append)
     assert set(found["gemm_rates"]) == {"float32", "float64"}
-    assert [f["method"] for f in found["floors"]] == ["attmil", "meanmil"]
+    assert [(f["method"], f["explicit"]) for f in found["floors"]] == [("attmil", False), ("meanmil", False)]
     for f in found["floors"]:
         assert 0 < f["linear_floor_s"] <= f["floor_s"]
         assert f["floor_s"] == pytest.approx(sum(f["flops"].values()) / found["gemm_rates"]["float32"])
     table = markdown_table(found)
     assert "nn.Linear floor" in table.splitlines()[0] and len(table.splitlines()) == 4
     assert any("GFLOP/s" in s for s in lines) and any("nn.Linear alone" in s for s in lines)
+
+
+def test_explicit_computation_is_counted_too(toy_factory):
+    toy = toy_factory(n_patients=40, patches=100, dim=16)  # 102-row Nyström matrices: the spectral path
+    found = run_epoch_perf(toy.settings, ["transmil"], "TOY", patients=2, explicit=True, repeats=1, floor=True,
+                           log=lambda s: None)
+    rows = {(f["method"], f["explicit"]): f for f in found["floors"]}
+    assert set(rows) == {("attmil", False), ("transmil", False), ("transmil", True)}
+    fast, slow = rows["transmil", False], rows["transmil", True]
+    # the same Linear layers either way; the spectral pseudo-inverse runs in float64, the iterations in float32
+    assert fast["linear_flops"] == slow["linear_flops"]
+    assert "float64" in fast["flops"] and "float64" not in slow["flops"]
+    assert fast["linalg_s"] > 0 and slow["linalg_s"] == 0  # one eigendecomposition instead of the iterations
+    assert slow["flops"]["float32"] > fast["flops"]["float32"]
 
 
 def test_cli_floor_option(toy_factory, monkeypatch):
