@@ -1,5 +1,7 @@
 """Feature stores: import round trips (.pt, .h5), missing/corrupt/mismatched input, synthetic stores."""
 
+from types import SimpleNamespace
+
 import h5py
 import numpy as np
 import pytest
@@ -102,6 +104,22 @@ def test_nan_in_store_caught_at_load(toy, tmp_path):
         f["features"][int(info.offsets[3])] = np.nan
     with pytest.raises(BenchError, match=rf"slide {info.slide_ids[3]} of patient .* has NaN/inf"):
         ResidentBags(read_info(info.path), co)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_finite_check_finds_every_non_finite_entry(dtype, bad):
+    from bench.data.batches import _check_finite
+
+    big = torch.finfo(dtype).max
+    x = torch.full((6, 8), big, dtype=dtype)  # every row's plain sum overflows: never a false alarm
+    x[:, ::2] = -big
+    info = SimpleNamespace(path="s.h5", slide_ids=["a", "b"], offsets=[0, 3], lengths=[3, 3])
+    cohort = SimpleNamespace(case_ids=["P1", "P2"], slides=[["a"], ["b"]])
+    _check_finite(x, info, cohort, chunk=4)  # finite, at the dtype's extremes: passes
+    x[4, 5] = bad
+    with pytest.raises(BenchError, match="slide b of patient P2 has NaN/inf features \\(row 4\\)"):
+        _check_finite(x, info, cohort, chunk=4)
 
 
 def test_corrupt_store_is_clear(tmp_path):
