@@ -8,10 +8,10 @@ GEMM reaches on one thread of this machine (measured in the same process), they 
 the epoch's thread-seconds: every counted product runs at most at that rate, and everything not
 counted (eigendecompositions, softmax, normalisation, the optimiser, Python) only adds time.
 
-* ``gemm_floor_s``: all counted products of the computation as it runs now.
+* ``floor_s``: all counted products of the computation as it runs now.
 * ``linalg_s``: the seconds the epoch spends inside matrix decompositions (``torch.linalg``'s
   eigendecomposition and the like: LAPACK, not counted as products), timed in the same pass; added to
-  ``gemm_floor_s`` it is a lower bound for the algorithm as it runs.
+  ``floor_s`` it is a lower bound for the algorithm as it runs.
 * ``linear_floor_s``: the ``nn.Linear`` layers alone (forward, weight gradient, and input gradient
   where the input needs one) — the products an exact implementation of the same model cannot drop
   short of computing fewer token rows.
