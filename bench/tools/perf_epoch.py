@@ -27,7 +27,7 @@ from bench.data.batches import load_bags
 from bench.metrics.concordance import fold_score
 from bench.tools.perf_floor import FloorCount, ProductFlops, gemm_rate, linear_flops
 from bench.train.engine import evaluate, restore, train_fold, train_one_epoch
-from bench.train.runner import fold_batches, fold_inputs, plan_run
+from bench.train.runner import fold_batches, fold_inputs, plan_run, resolve_device
 
 
 @dataclass
@@ -183,7 +183,9 @@ def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: in
     rates: dict[str, float] = {}
     try:
         if floor:
-            rates = {"float32": gemm_rate(torch.float32), "float64": gemm_rate(torch.float64)}
+            device = resolve_device(settings["run"]["device"])  # where the fold's epochs run
+            rates = {"float32": gemm_rate(torch.float32, device=device),
+                     "float64": gemm_rate(torch.float64, device=device)}
             log(f"best one-thread GEMM rate here: float32 {rates['float32'] / 1e9:.1f} GFLOP/s, "
                 f"float64 {rates['float64'] / 1e9:.1f} GFLOP/s")
         names = list(dict.fromkeys([reference, *methods]))

@@ -102,24 +102,30 @@ def linear_flops(model: nn.Module) -> Iterator[list[int]]:
             h.remove()
 
 
-def gemm_rate(dtype: torch.dtype, sizes: tuple[int, ...] = (512, 1024), repeats: int = 5) -> float:
+def gemm_rate(dtype: torch.dtype, sizes: tuple[int, ...] = (512, 1024), repeats: int = 5,
+              device: torch.device | str = "cpu") -> float:
     """The fastest FLOP/s a square ``n x n @ n x n`` product reaches in this process (current thread count).
 
     Args:
         dtype: ``torch.float32`` or ``torch.float64``.
         sizes: the ``n`` tried; the best over sizes and repeats is returned.
         repeats: timed products per size (after one untimed warm-up).
+        device: where the product runs (a GPU is synchronised around each timed product).
     """
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     best = 0.0
     gen = torch.Generator().manual_seed(0)
     for n in sizes:
-        a = torch.randn(n, n, generator=gen, dtype=dtype)
-        b = torch.randn(n, n, generator=gen, dtype=dtype)
-        out = torch.empty(n, n, dtype=dtype)
+        a = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
+        b = torch.randn(n, n, generator=gen, dtype=dtype).to(device)
+        out = torch.empty(n, n, dtype=dtype, device=device)
         torch.mm(a, b, out=out)
         for _ in range(repeats):
+            sync()
             t0 = time.perf_counter()
             torch.mm(a, b, out=out)
+            sync()
             best = max(best, 2 * n ** 3 / (time.perf_counter() - t0))
     return best
 
