@@ -84,6 +84,20 @@ def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int
     return plan, bags, tensors, dims, full
 
 
+def _epoch_setup(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, explicit: bool,
+                 bags_cache: dict | None, seed: int):
+    """The fold's inputs as :func:`_fold` gives them, its batches, the training settings (accumulation capped at
+    the timed patients) and a fresh training state built with the speed-ups on or off (``explicit``)."""
+    plan, bags, tensors, dims, full = _fold(settings, method, cohort, fold, patients,
+                                            {} if bags_cache is None else bags_cache)
+    cfg = plan.config
+    batches = fold_batches(plan, tensors, bags)
+    train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
+    with _built(explicit):  # the model keeps the setting it was built with
+        state = restore(plan.info, {**cfg, "train": train_cfg}, dims, batches, seed)
+    return plan, tensors, batches, train_cfg, state, full
+
+
 def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, patients: int | None = None,
                explicit: bool = False, bags_cache: dict | None = None, seed: int = 0) -> EpochCost:
     """Thread-seconds of one training pass and one validation pass of ``method`` on ``cohort``'s ``fold``.
@@ -94,18 +108,13 @@ def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, p
         explicit: switch the method's exact speed-ups off.
         bags_cache: feature stores already loaded, shared between calls.
     """
-    plan, bags, tensors, dims, (n_train, n_val) = _fold(settings, method, cohort, fold, patients,
-                                                        {} if bags_cache is None else bags_cache)
-    cfg = plan.config
-    batches = fold_batches(plan, tensors, bags)
-    train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
-    with _built(explicit):  # the model keeps the setting it was built with
-        state = restore(plan.info, {**cfg, "train": train_cfg}, dims, batches, seed)
+    plan, tensors, batches, train_cfg, state, (n_train, n_val) = _epoch_setup(
+        settings, method, cohort, fold, patients, explicit, bags_cache, seed)
     t0 = time.process_time()
     train_one_epoch(state, plan.info, train_cfg, batches, 1)
     train_s = time.process_time() - t0
     t0 = time.process_time()
-    evaluate(state.model, batches, tensors.val, cfg["train"]["batch_size"], 1, "val")
+    evaluate(state.model, batches, tensors.val, plan.config["train"]["batch_size"], 1, "val")
     eval_s = time.process_time() - t0
     timed_train, timed_val = len(tensors.train), len(tensors.val)
     return EpochCost(method, explicit, n_train, n_val, timed_train, timed_val,
@@ -117,16 +126,11 @@ def count_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, 
     """The matrix-product FLOPs of :func:`time_epoch`'s training and validation passes (``explicit``: with the
     exact speed-ups off), by dtype, and those of the ``nn.Linear`` layers, scaled to the whole fold as the
     times are."""
-    plan, bags, tensors, dims, (n_train, n_val) = _fold(settings, method, cohort, fold, patients,
-                                                        {} if bags_cache is None else bags_cache)
-    cfg = plan.config
-    batches = fold_batches(plan, tensors, bags)
-    train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
-    with _built(explicit):
-        state = restore(plan.info, {**cfg, "train": train_cfg}, dims, batches, seed)
+    plan, tensors, batches, train_cfg, state, (n_train, n_val) = _epoch_setup(
+        settings, method, cohort, fold, patients, explicit, bags_cache, seed)
     found = FloorCount(method, explicit)
     passes = ((lambda: train_one_epoch(state, plan.info, train_cfg, batches, 1), n_train / len(tensors.train)),
-              (lambda: evaluate(state.model, batches, tensors.val, cfg["train"]["batch_size"], 1, "val"),
+              (lambda: evaluate(state.model, batches, tensors.val, plan.config["train"]["batch_size"], 1, "val"),
                n_val / len(tensors.val)))
     for run_pass, scale in passes:
         with linear_flops(state.model) as linear, ProductFlops() as counter:
