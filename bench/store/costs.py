@@ -11,13 +11,15 @@ Runs resumed from a checkpoint are left out (their wall time covers only the epo
 The references, best first: the same method and variant on the same cohort; the same method and variant
 on other cohorts; the same method with other variants. A set is passed over when all its runs are older
 than the method's newest run (made before a speed-up, they would overstate the cost). Within the set the
-fastest rate counts: wall times of runs made beside other jobs are inflated. The basis names the set and
-the dates its runs were made. ``bench sweep --dry-run`` prints the
-estimates of a grid's pending keys.
+fastest rate gives the estimate (wall times of runs made beside other jobs are inflated) and the set's
+median rate a typical cost (what the runs cost on the machine as it was used: the range between the two
+is what a sweep beside other work should expect). The basis names the set and the dates its runs were
+made. ``bench sweep --dry-run`` prints the estimates of a grid's pending keys.
 """
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +43,14 @@ class RunCost:
 
 @dataclass(frozen=True)
 class CostEstimate:
-    """A run's estimated thread-seconds (None: no stored run of its method on its device) and where it came from."""
+    """A run's estimated thread-seconds (None: no stored run of its method on its device) and where it came from.
+
+    ``thread_seconds`` is at the fastest reference rate, ``typical_seconds`` at the references' median rate
+    (None when there is no estimate)."""
 
     thread_seconds: float | None
     basis: str
+    typical_seconds: float | None = None
 
 
 def run_work(epochs: int, patients: int, patches_per_patient: float | None) -> float:
@@ -99,8 +105,9 @@ def estimate_cost(costs: Sequence[RunCost], method: str, variant: str, cohort: s
 
     The fewest thread-seconds per unit of work in the best reference set (see the module docstring),
     times ``work``: wall times of runs made beside other jobs are inflated, so the fastest reference is the
-    one closest to the run's own cost on an idle machine. The basis names the references and the dates
-    they were made (older runs may predate speed-ups).
+    one closest to the run's own cost on an idle machine; the set's median rate times ``work`` is the
+    typical cost. The basis names the references and the dates they were made (older runs may predate
+    speed-ups).
     """
     same_device = [c for c in costs if c.method == method and c.device == device]
     tiers = (
@@ -112,7 +119,7 @@ def estimate_cost(costs: Sequence[RunCost], method: str, variant: str, cohort: s
     for refs, where in tiers:
         # a tier of older runs only, when the method has newer ones, may predate a speed-up: take the next
         if refs and max(c.finished for c in refs) >= newest:
-            rate = min(c.thread_seconds / c.work for c in refs)
+            rates = [c.thread_seconds / c.work for c in refs]
             cohorts = ", ".join(sorted({short_name(c.cohort) for c in refs}))
             names = sorted({c.variant for c in refs})
             variants = ", ".join(names) if len(names) <= 4 else f"{len(names)} of them"
@@ -120,13 +127,13 @@ def estimate_cost(costs: Sequence[RunCost], method: str, variant: str, cohort: s
             made = f", made {dates[0]}" + (f" to {dates[-1]}" if dates[-1] != dates[0] else "") if dates else ""
             basis = (f"fastest of {len(refs)} stored run(s) " + where.format(cohorts=cohorts, variants=variants)
                      + made)
-            return CostEstimate(rate * work, basis)
+            return CostEstimate(min(rates) * work, basis, statistics.median(rates) * work)
     return CostEstimate(None, f"no stored run of {method} on {device}")
 
 
-def total_hours(estimates: Iterable[CostEstimate]) -> tuple[float, int]:
-    """The estimates' sum in hours and how many had no estimate."""
-    known = [e.thread_seconds for e in estimates]
+def total_hours(estimates: Iterable[CostEstimate], typical: bool = False) -> tuple[float, int]:
+    """The estimates' sum in hours (``typical``: of their typical costs) and how many had no estimate."""
+    known = [e.typical_seconds if typical else e.thread_seconds for e in estimates]
     return sum(s for s in known if s is not None) / 3600, sum(1 for s in known if s is None)
 
 

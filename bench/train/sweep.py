@@ -612,13 +612,17 @@ def cost_report(settings: Settings, todo: Sequence[SweepTask], workers: int) -> 
         work, device = planned_work(settings, tasks[0])  # the same for every fold: the cohort's patients
         est = estimate_cost(costs, method, variant, cohort, device, work)
         estimates += [est] * len(tasks)
-        cell = "—" if est.thread_seconds is None else f"{len(tasks) * est.thread_seconds / 3600:.3g}"
-        table.append([method, variant, short_name(cohort), len(tasks), cell, est.basis])
+        cells = ["—" if s is None else f"{len(tasks) * s / 3600:.3g}"
+                 for s in (est.thread_seconds, est.typical_seconds)]
+        table.append([method, variant, short_name(cohort), len(tasks), *cells, est.basis])
     hours, unknown = total_hours(estimates)
+    typical = total_hours(estimates, typical=True)[0]
     lines = ["estimated cost of the keys still to run (from the stored runs' measured thread-seconds, scaled "
-             "linearly by epochs x patients x patches per patient):",
-             tabulate(table, headers=["method", "variant", "cohort", "keys", "CPU-h", "basis"]),
-             f"in all ≈ {hours:.3g} thread-hours: ≈ {hours / max(workers, 1):.3g} h of wall time with {workers} "
+             "linearly by epochs x patients x patches per patient; CPU-h at the fastest reference rate, "
+             "median CPU-h at the references' median rate):",
+             tabulate(table, headers=["method", "variant", "cohort", "keys", "CPU-h", "median CPU-h", "basis"]),
+             f"in all ≈ {hours:.3g} thread-hours (≈ {typical:.3g} at the median rates): ≈ "
+             f"{hours / max(workers, 1):.3g}–{typical / max(workers, 1):.3g} h of wall time with {workers} "
              "worker(s), one core each"]
     if unknown:
         lines.append(f"{unknown} key(s) have no stored run of their method on their device and are not counted")

@@ -38,14 +38,17 @@ def _cost(rate, work=1000.0, **kw):
 
 
 def test_estimate_prefers_same_cohort_then_other_cohorts_then_variants():
-    same = [_cost(2.0), _cost(3.0)]
+    same = [_cost(2.0), _cost(3.0), _cost(7.0)]
     other = [_cost(5.0, cohort="tcga_b")]
     variant = [_cost(0.5, variant="k=4")]
     e = estimate_cost(same + other + variant, "m", "default", "tcga_a", "cpu", 400.0)
     assert e.thread_seconds == pytest.approx(2.0 * 400.0, rel=1e-12)  # the fastest rate of the best set
-    assert e.basis == "fastest of 2 stored run(s) on this cohort, made 2026-12-01"
+    assert e.typical_seconds == pytest.approx(3.0 * 400.0, rel=1e-12)  # its median rate
+    assert e.basis == "fastest of 3 stored run(s) on this cohort, made 2026-12-01"
+    assert estimate_cost(same[:2], "m", "default", "tcga_a", "cpu", 1.0).typical_seconds == pytest.approx(2.5)
     e = estimate_cost(other + variant, "m", "default", "tcga_a", "cpu", 400.0)
     assert e.thread_seconds == pytest.approx(5.0 * 400.0, rel=1e-12) and "on B, scaled" in e.basis
+    assert e.typical_seconds == pytest.approx(5.0 * 400.0, rel=1e-12)
     e = estimate_cost(variant, "m", "default", "tcga_a", "cpu", 400.0)
     assert e.thread_seconds == pytest.approx(0.5 * 400.0, rel=1e-12) and "variants (k=4)" in e.basis
 
@@ -62,7 +65,8 @@ def test_estimate_counts_only_the_same_method_and_device():
     costs = [_cost(1.0, device="cuda"), _cost(1.0, method="other")]
     e = estimate_cost(costs, "m", "default", "tcga_a", "cpu", 10.0)
     assert e == CostEstimate(None, "no stored run of m on cpu")
-    assert total_hours([e, CostEstimate(7200.0, "x")]) == (2.0, 1)
+    assert total_hours([e, CostEstimate(7200.0, "x", 10800.0)]) == (2.0, 1)
+    assert total_hours([e, CostEstimate(7200.0, "x", 10800.0)], typical=True) == (3.0, 1)
 
 
 def test_measured_costs_reads_complete_runs_only(tmp_path):
@@ -90,7 +94,8 @@ def test_dry_run_estimates_pending_keys_from_the_stored_run(toy):
     report = lines[-1]
     hours = stored[0].thread_seconds / 3600
     assert f"{hours:.3g}" in report and "fastest of 1 stored run(s) on this cohort" in report
-    assert f"in all ≈ {hours:.3g} thread-hours" in report
+    assert f"in all ≈ {hours:.3g} thread-hours (≈ {hours:.3g} at the median rates)" in report
     longer = expand(toy.settings, SweepSpec(methods=["meanmil"], cohorts=["toy"], folds=[1], epochs=4))
     assert planned_work(toy.settings, longer[0])[0] == pytest.approx(2 * work, rel=1e-12)
-    assert "with 3 worker(s)" in cost_report(toy.settings, longer, 3)
+    assert f"≈ {2 * hours / 3:.3g}–{2 * hours / 3:.3g} h of wall time with 3 worker(s)" in cost_report(
+        toy.settings, longer, 3)
