@@ -35,6 +35,9 @@ def sweep(
     submitit_cluster: Annotated[str, typer.Option(help="submitit cluster: slurm, local or debug (testing).")] = "slurm",
     wait: Annotated[bool, typer.Option(help="Wait for Slurm array tasks to finish.")] = True,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the keys and their status; run nothing.")] = False,
+    measure: Annotated[int, typer.Option(help="With --dry-run: also time one epoch of each pending (method, variant, "
+                                              "cohort) on this many of its fold's patients (one thread) and print "
+                                              "the cost measured now beside the store's estimates (0: off).")] = 0,
     features: Annotated[str | None, typer.Option(help="Feature store(s), comma-separated: the grid runs once per "
                                                       "store, e.g. resnet50,uni_v2.")] = None,
     splits: Annotated[str | None, typer.Option(help="fixed (default) or site: every run on the site-preserved "
@@ -65,11 +68,37 @@ def sweep(
         if v is not None:
             spec.slurm[k] = v
     spec.slurm.setdefault("cluster", submitit_cluster)
-    tally = run_sweep(settings, spec, lambda line: console.print(line, markup=False), wait=wait, dry_run=dry_run)
+    measured = None
+    if measure:
+        if not dry_run:
+            raise BenchError("--measure only goes with --dry-run")
+        measured = _measurer(settings, measure)
+    tally = run_sweep(settings, spec, lambda line: console.print(line, markup=False), wait=wait, dry_run=dry_run,
+                      measure=measured)
     failed = write_failures(settings, tally.failures)
     if failed:
         err_console.print(f"{tally.summary()}; errors in {failed}", markup=False)
         sys.exit(1)
+
+
+def _measurer(settings, patients: int):
+    """``bench sweep --dry-run --measure N``: a sweep key's cost timed now (feature stores loaded once; each
+    method's count of training-fold evaluations read once from the store)."""
+    from bench.store.costs import training_evaluations
+    from bench.tools.perf_epoch import measured_run_cost
+
+    if patients < 1:
+        raise BenchError(f"--measure {patients}: give a number of patients >= 1 (0 turns it off)")
+    bags: dict = {}
+    evaluations: dict[str, list[int]] = {}
+
+    def measure(task):
+        if task.method not in evaluations:
+            evaluations[task.method] = training_evaluations(settings.results_dir, task.method)
+        return measured_run_cost(settings, task, patients=patients, bags_cache=bags,
+                                 train_evaluations=evaluations[task.method])
+
+    return measure
 
 
 def verify(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.data.cohort import short_name
-from bench.store.predictions import read_manifest, store_layout
+from bench.store.predictions import predictions_path, read_manifest, read_predictions, store_layout
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,23 @@ def measured_costs(results: Path) -> list[RunCost]:
     return out
 
 
+def training_evaluations(results: Path, method: str) -> list[int]:
+    """For each complete stored run of ``method`` (every variant and cohort), at how many epochs it evaluated
+    its training fold (the distinct epochs of its ``train`` rows): the epochs a fold-score protocol could
+    select, which :func:`bench.train.engine.train_fold` evaluates and a cost estimate has to count."""
+    root = Path(results)
+    out = []
+    for d in store_layout(root).runs:
+        if d.relative_to(root).parts[0] != method:
+            continue
+        m = read_manifest(d)
+        if m is None or m.get("status") != "complete":
+            continue
+        frame = read_predictions(predictions_path(d, m))
+        out.append(int(frame.loc[frame["split"] == "train", "epoch"].nunique()))
+    return out
+
+
 def estimate_cost(costs: Sequence[RunCost], method: str, variant: str, cohort: str, device: str,
                   work: float) -> CostEstimate:
     """Thread-seconds of a run of ``method``/``variant`` on ``cohort`` doing ``work`` units, from ``costs``.
@@ -137,4 +154,5 @@ def total_hours(estimates: Iterable[CostEstimate], typical: bool = False) -> tup
     return sum(s for s in known if s is not None) / 3600, sum(1 for s in known if s is None)
 
 
-__all__ = ["CostEstimate", "RunCost", "estimate_cost", "manifest_cost", "measured_costs", "run_work", "total_hours"]
+__all__ = ["CostEstimate", "RunCost", "estimate_cost", "manifest_cost", "measured_costs", "run_work", "total_hours",
+           "training_evaluations"]

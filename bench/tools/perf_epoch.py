@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,9 +26,11 @@ import torch
 from bench._core.config import Settings
 from bench.data.batches import load_bags
 from bench.metrics.concordance import fold_score
+from bench.store.costs import CostEstimate
 from bench.tools.perf_floor import FloorCount, ProductFlops, gemm_rate, linear_flops
 from bench.train.engine import evaluate, restore, train_fold, train_one_epoch
 from bench.train.runner import fold_batches, fold_inputs, plan_run, resolve_device
+from bench.train.sweep import SweepTask
 
 
 @dataclass
@@ -67,10 +70,12 @@ def _built(explicit: bool) -> contextlib.AbstractContextManager:
     return explicit_computation() if explicit else contextlib.nullcontext()
 
 
-def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, bags_cache: dict):
+def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, bags_cache: dict,
+          sets: Mapping[str, Any] | None = None, features: str | None = None):
     """The run's plan, feature bags (loaded once per store), fold tensors (cut to ``patients``), input
-    dimensions and the full fold's (train, val) sizes: the same inputs ``bench run`` builds."""
-    plan = plan_run(settings, method, cohort, folds=[fold])
+    dimensions and the full fold's (train, val) sizes: the same inputs ``bench run`` builds (with ``sets``
+    and ``features`` as ``--set`` and ``--features`` give them)."""
+    plan = plan_run(settings, method, cohort, folds=[fold], sets=sets, features=features)
     bags = None
     if plan.store is not None:
         key = plan.store.info.path
@@ -85,11 +90,12 @@ def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int
 
 
 def _epoch_setup(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, explicit: bool,
-                 bags_cache: dict | None, seed: int):
+                 bags_cache: dict | None, seed: int, sets: Mapping[str, Any] | None = None,
+                 features: str | None = None):
     """The fold's inputs as :func:`_fold` gives them, its batches, the training settings (accumulation capped at
     the timed patients) and a fresh training state built with the speed-ups on or off (``explicit``)."""
     plan, bags, tensors, dims, full = _fold(settings, method, cohort, fold, patients,
-                                            {} if bags_cache is None else bags_cache)
+                                            {} if bags_cache is None else bags_cache, sets, features)
     cfg = plan.config
     batches = fold_batches(plan, tensors, bags)
     train_cfg = {**cfg["train"], "grad_accum": min(cfg["train"]["grad_accum"], len(tensors.train))}
@@ -99,7 +105,8 @@ def _epoch_setup(settings: Settings, method: str, cohort: str, fold: int, patien
 
 
 def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, patients: int | None = None,
-               explicit: bool = False, bags_cache: dict | None = None, seed: int = 0) -> EpochCost:
+               explicit: bool = False, bags_cache: dict | None = None, seed: int = 0,
+               sets: Mapping[str, Any] | None = None, features: str | None = None) -> EpochCost:
     """Thread-seconds of one training pass and one validation pass of ``method`` on ``cohort``'s ``fold``.
 
     Args:
@@ -107,9 +114,11 @@ def time_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, p
             fold, and scale to the whole fold (None: the whole fold).
         explicit: switch the method's exact speed-ups off.
         bags_cache: feature stores already loaded, shared between calls.
+        sets: config overrides of the run (its variant), as ``--set`` gives them.
+        features: the feature store, as ``--features`` names it (None: the run's default).
     """
     plan, tensors, batches, train_cfg, state, (n_train, n_val) = _epoch_setup(
-        settings, method, cohort, fold, patients, explicit, bags_cache, seed)
+        settings, method, cohort, fold, patients, explicit, bags_cache, seed, sets, features)
     t0 = time.process_time()
     train_one_epoch(state, plan.info, train_cfg, batches, 1)
     train_s = time.process_time() - t0
@@ -141,6 +150,41 @@ def count_epoch(settings: Settings, method: str, cohort: str, fold: int = 0, *, 
         found.linear_flops += linear[0] * scale
         found.linalg_s += counter.linalg_s * scale
     return found
+
+
+def measured_run_cost(settings: Settings, task: SweepTask, *, patients: int = 24, bags_cache: dict | None = None,
+                      train_evaluations: Sequence[int] = ()) -> CostEstimate:
+    """A sweep key's thread-seconds from one epoch timed on its own cohort, fold, variant and feature store.
+
+    One training and one validation pass over the first ``patients`` of each (:func:`time_epoch`, one torch
+    thread), scaled to the fold, times the run's epochs, plus its evaluations of the training fold at the
+    epochs a protocol can select (each costs the validation pass scaled to the training fold): as many as
+    the median of ``train_evaluations`` (the counts of stored runs of the method,
+    :func:`bench.store.costs.training_evaluations`), else one per epoch (an upper bound). Model building
+    and the cohort's load are not counted.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        cost = time_epoch(settings, task.method, task.cohort, task.fold, patients=patients, bags_cache=bags_cache,
+                          sets=dict(task.sets), features=task.features)
+    finally:
+        torch.set_num_threads(threads)
+    plan = plan_run(settings, task.method, task.cohort, folds=[task.fold], epochs=task.epochs, sets=dict(task.sets),
+                    features=task.features, load_store=False)
+    epochs = int(plan.config["train"]["epochs"])
+    if train_evaluations:
+        evals = min(float(statistics.median(train_evaluations)), float(epochs))
+        counted = f"{evals:g} training-fold evaluations (median of {len(train_evaluations)} stored runs)"
+    else:
+        evals = float(epochs)
+        counted = f"{epochs} training-fold evaluations (no stored run: one per epoch, an upper bound)"
+    train_eval_s = cost.eval_s / max(cost.n_val, 1) * cost.n_train
+    seconds = epochs * cost.epoch_s + evals * train_eval_s
+    basis = (f"measured: {cost.epoch_s:.3g} thread-s per epoch (fold {task.fold}, {cost.timed_train} of "
+             f"{cost.n_train} training and {cost.timed_val} of {cost.n_val} validation patients, scaled) x {epochs} "
+             f"+ {counted}")
+    return CostEstimate(seconds, basis, seconds)
 
 
 def check_equal(settings: Settings, method: str, cohort: str, fold: int = 0, *, epochs: int = 2,

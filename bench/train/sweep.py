@@ -26,6 +26,7 @@ from typing import Any
 from bench._core.config import SEED_HELP, SEED_LIMIT, SPLIT_KINDS, Settings, format_value, load_settings
 from bench._core.errors import BenchError
 from bench.data.cohort import available_cohorts, resolve_cohort
+from bench.store.costs import CostEstimate
 from bench.store.keys import SWEEP_ORDER, RunKey
 from bench.store.locks import holder
 from bench.store.predictions import CHECKPOINT
@@ -530,8 +531,11 @@ class Tally:
 
 
 def run_sweep(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *, wait: bool = True,
-             dry_run: bool = False) -> Tally:
-    """Expand, check and run a grid (the body of ``bench sweep``); returns the final tally."""
+             dry_run: bool = False, measure: Callable[[SweepTask], CostEstimate] | None = None) -> Tally:
+    """Expand, check and run a grid (the body of ``bench sweep``); returns the final tally.
+
+    ``measure`` (with ``dry_run``): a measured cost per pending (method, variant, cohort), printed beside the
+    estimates from the store (see :func:`cost_report`)."""
     keys = expand(settings, spec)
     status = describe_keys(settings, keys)
     todo = [k for k, s in status if s != "complete"]
@@ -544,7 +548,7 @@ def run_sweep(settings: Settings, spec: SweepSpec, log: Callable[[str], None], *
         log(tabulate([[k.label(), s, k.command()] for k, s in status], headers=["key", "status", "command"]))
         log(f"{len(todo)} would run")
         if todo:
-            log(cost_report(settings, todo, spec.workers))
+            log(cost_report(settings, todo, spec.workers, measure))
         return tally
     if not todo:
         log("nothing to run: every key is complete")
@@ -592,11 +596,15 @@ def planned_work(settings: Settings, task: SweepTask) -> tuple[float, str]:
     return run_work(plan.config["train"]["epochs"], cohort.n_patients, ppp), plan.device.type
 
 
-def cost_report(settings: Settings, todo: Sequence[SweepTask], workers: int) -> str:
+def cost_report(settings: Settings, todo: Sequence[SweepTask], workers: int,
+                measure: Callable[[SweepTask], CostEstimate] | None = None) -> str:
     """The estimated cost of the keys still to run, per (method, variant, cohort) and in all.
 
     Estimates come from the stored runs' measured thread-seconds (:mod:`bench.store.costs`): rough, linear in
     epochs, patients and patches per patient, and as fast or slow as the machine was when those runs were made.
+    ``measure`` adds a cost per key measured now (``bench sweep --dry-run --measure N``:
+    :func:`bench.tools.perf_epoch.measured_run_cost` on the group's first pending key), a column, its basis
+    per group and a total.
     """
     from tabulate import tabulate
 
@@ -607,25 +615,38 @@ def cost_report(settings: Settings, todo: Sequence[SweepTask], workers: int) -> 
     groups: dict[tuple[str, str, str], list[SweepTask]] = {}
     for task in todo:
         groups.setdefault((task.method, task.variant, task.cohort), []).append(task)
-    table, estimates = [], []
+    table, estimates, measured, measured_bases = [], [], [], []
     for (method, variant, cohort), tasks in groups.items():
         work, device = planned_work(settings, tasks[0])  # the same for every fold: the cohort's patients
         est = estimate_cost(costs, method, variant, cohort, device, work)
         estimates += [est] * len(tasks)
-        cells = ["—" if s is None else f"{len(tasks) * s / 3600:.3g}"
-                 for s in (est.thread_seconds, est.typical_seconds)]
+        sums = [est.thread_seconds, est.typical_seconds]
+        if measure is not None:
+            now = measure(tasks[0])
+            measured += [now] * len(tasks)
+            measured_bases.append(f"{method} {variant} {short_name(cohort)}: {now.basis}")
+            sums.append(now.thread_seconds)
+        cells = ["—" if s is None else f"{len(tasks) * s / 3600:.3g}" for s in sums]
         table.append([method, variant, short_name(cohort), len(tasks), *cells, est.basis])
     hours, unknown = total_hours(estimates)
     typical = total_hours(estimates, typical=True)[0]
+    headers = ["method", "variant", "cohort", "keys", "CPU-h", "median CPU-h", "basis"]
+    if measure is not None:
+        headers.insert(6, "measured CPU-h")
     lines = ["estimated cost of the keys still to run (from the stored runs' measured thread-seconds, scaled "
              "linearly by epochs x patients x patches per patient; CPU-h at the fastest reference rate, "
              "median CPU-h at the references' median rate):",
-             tabulate(table, headers=["method", "variant", "cohort", "keys", "CPU-h", "median CPU-h", "basis"]),
+             tabulate(table, headers=headers),
              f"in all ≈ {hours:.3g} thread-hours (≈ {typical:.3g} at the median rates): ≈ "
              f"{hours / max(workers, 1):.3g}–{typical / max(workers, 1):.3g} h of wall time with {workers} "
              "worker(s), one core each"]
     if unknown:
         lines.append(f"{unknown} key(s) have no stored run of their method on their device and are not counted")
+    if measure is not None:
+        now_hours = total_hours(measured)[0]
+        lines += ["measured CPU-h, per (method, variant, cohort):", *measured_bases,
+                  f"measured: in all ≈ {now_hours:.3g} thread-hours, ≈ {now_hours / max(workers, 1):.3g} h of wall "
+                  f"time with {workers} worker(s)"]
     return "\n".join(lines)
 
 

@@ -99,3 +99,21 @@ def test_dry_run_estimates_pending_keys_from_the_stored_run(toy):
     assert planned_work(toy.settings, longer[0])[0] == pytest.approx(2 * work, rel=1e-12)
     assert f"≈ {2 * hours / 3:.3g}–{2 * hours / 3:.3g} h of wall time with 3 worker(s)" in cost_report(
         toy.settings, longer, 3)
+
+
+def test_training_evaluations_counts_train_epochs_of_complete_runs(toy):
+    """Per complete stored run of the method: the distinct epochs of its training-fold rows."""
+    spec = SweepSpec(methods=["meanmil"], cohorts=["toy"], folds=[0], epochs=3)
+    run_keys(expand(toy.settings, spec), str(toy.root))
+    from bench.store.costs import training_evaluations
+    from bench.store.predictions import predictions_path, read_manifest, read_predictions, store_layout
+
+    (d,) = store_layout(toy.settings.results_dir).runs
+    frame = read_predictions(predictions_path(d, read_manifest(d)))
+    expected = frame.loc[frame["split"] == "train", "epoch"].nunique()
+    assert 1 <= expected <= 3 and 3 in set(frame.loc[frame["split"] == "train", "epoch"])  # the last epoch always
+    assert training_evaluations(toy.settings.results_dir, "meanmil") == [expected]
+    assert training_evaluations(toy.settings.results_dir, "snn") == []
+    m = read_manifest(d)
+    (d / "manifest.json").write_text(json.dumps({**m, "status": "running"}))
+    assert training_evaluations(toy.settings.results_dir, "meanmil") == []

@@ -37,3 +37,45 @@ def test_cli_writes_json(toy_factory, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "| meanmil | – |" in res.output
     assert [c["method"] for c in json.loads(out.read_text())["costs"]] == ["attmil", "meanmil"]
+
+
+def test_measured_run_cost_known_answer(toy, monkeypatch):
+    """A key's measured cost = epochs x one epoch + the median count of training-fold evaluations x the
+    validation pass scaled to the training fold; capped at one evaluation per epoch; with no stored run,
+    one per epoch. The timing is replaced by a known EpochCost; the variant's sets reach the timed run."""
+    from bench.tools import perf_epoch
+    from bench.train.sweep import SweepSpec, expand
+
+    seen = {}
+
+    def fake_time_epoch(settings, method, cohort, fold, **kw):
+        seen.update(kw, method=method, fold=fold)
+        return perf_epoch.EpochCost(method, False, n_train=80, n_val=20, timed_train=4, timed_val=4,
+                                    train_s=3.0, eval_s=0.5)
+
+    monkeypatch.setattr(perf_epoch, "time_epoch", fake_time_epoch)
+    (task,) = expand(toy.settings, SweepSpec(methods=["meanmil"], cohorts=["toy"], folds=[2], epochs=7,
+                                             sets=[{"lr": 0.01}]))
+    est = perf_epoch.measured_run_cost(toy.settings, task, patients=4, train_evaluations=[1, 3, 5, 6])
+    # 7 epochs x 3.5 s + median 4 evaluations x (0.5 s / 20 x 80 = 2 s)
+    assert est.thread_seconds == est.typical_seconds == 7 * 3.5 + 4 * 2.0
+    assert seen["method"] == "meanmil" and seen["fold"] == 2 and seen["patients"] == 4 and seen["sets"] == {"lr": 0.01}
+    assert "3.5 thread-s per epoch" in est.basis and "x 7 + 4 training-fold evaluations (median of 4" in est.basis
+    capped = perf_epoch.measured_run_cost(toy.settings, task, patients=4, train_evaluations=[30])
+    assert capped.thread_seconds == 7 * 3.5 + 7 * 2.0
+    none = perf_epoch.measured_run_cost(toy.settings, task, patients=4)
+    assert none.thread_seconds == 7 * 3.5 + 7 * 2.0 and "an upper bound" in none.basis
+
+
+def test_dry_run_measure_cli(toy):
+    """`bench sweep --dry-run --measure N` times every pending (method, cohort) once and prints the measured
+    column, each group's basis and a total; --measure without --dry-run is refused."""
+    base = ["sweep", "--methods", "meanmil,snn", "--cohorts", "toy", "--folds", "0,1", "--epochs", "2"]
+    res = CliRunner().invoke(app, [*base, "--dry-run", "--measure", "3"])
+    assert res.exit_code == 0, res.output
+    assert "measured CPU-h" in res.output and "measured: in all ≈" in res.output
+    for method in ("meanmil", "snn"):
+        assert f"{method} epochs=2 TOY: measured:" in res.output
+    assert "x 2 + 2 training-fold evaluations (no stored run" in res.output
+    res = CliRunner().invoke(app, [*base, "--measure", "3"])
+    assert res.exit_code != 0 and "--measure only goes with --dry-run" in str(res.exception)
