@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from tabulate import tabulate
 
 from bench._core.errors import BenchError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from bench._core.config import Settings
+    from bench.store.costs import CostEstimate
+    from bench.train.sweep import SweepTask
 
 
 def register(app: typer.Typer, results_app: typer.Typer) -> None:
@@ -81,7 +88,7 @@ def sweep(
         sys.exit(1)
 
 
-def _measurer(settings, patients: int):
+def _measurer(settings: Settings, patients: int) -> Callable[[SweepTask], CostEstimate]:
     """``bench sweep --dry-run --measure N``: a sweep key's cost timed now (feature stores loaded once; each
     method's count of training-fold evaluations read once from the store)."""
     from bench.store.costs import training_evaluations
@@ -92,7 +99,7 @@ def _measurer(settings, patients: int):
     bags: dict = {}
     evaluations: dict[str, list[int]] = {}
 
-    def measure(task):
+    def measure(task: SweepTask) -> CostEstimate:
         if task.method not in evaluations:
             evaluations[task.method] = training_evaluations(settings.results_dir, task.method)
         return measured_run_cost(settings, task, patients=patients, bags_cache=bags,
