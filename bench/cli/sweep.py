@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from tabulate import tabulate
 
 from bench._core.errors import BenchError
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from bench._core.config import Settings
-    from bench.store.costs import CostEstimate
-    from bench.train.sweep import SweepTask
 
 
 def register(app: typer.Typer, results_app: typer.Typer) -> None:
@@ -79,33 +72,15 @@ def sweep(
     if measure:
         if not dry_run:
             raise BenchError("--measure only goes with --dry-run")
-        measured = _measurer(settings, measure)
+        from bench.tools.perf_epoch import sweep_measurer
+
+        measured = sweep_measurer(settings, measure)
     tally = run_sweep(settings, spec, lambda line: console.print(line, markup=False), wait=wait, dry_run=dry_run,
                       measure=measured)
     failed = write_failures(settings, tally.failures)
     if failed:
         err_console.print(f"{tally.summary()}; errors in {failed}", markup=False)
         sys.exit(1)
-
-
-def _measurer(settings: Settings, patients: int) -> Callable[[SweepTask], CostEstimate]:
-    """``bench sweep --dry-run --measure N``: a sweep key's cost timed now (feature stores loaded once; each
-    method's count of training-fold evaluations read once from the store)."""
-    from bench.store.costs import training_evaluations
-    from bench.tools.perf_epoch import measured_run_cost
-
-    if patients < 1:
-        raise BenchError(f"--measure {patients}: give a number of patients >= 1 (0 turns it off)")
-    bags: dict = {}
-    evaluations: dict[str, list[int]] = {}
-
-    def measure(task: SweepTask) -> CostEstimate:
-        if task.method not in evaluations:
-            evaluations[task.method] = training_evaluations(settings.results_dir, task.method)
-        return measured_run_cost(settings, task, patients=patients, bags_cache=bags,
-                                 train_evaluations=evaluations[task.method])
-
-    return measure
 
 
 def verify(

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from bench._core.config import Settings
+from bench._core.errors import BenchError
 from bench.data.batches import load_bags
 from bench.metrics.concordance import fold_score
-from bench.store.costs import CostEstimate
+from bench.store.costs import CostEstimate, training_evaluations
 from bench.tools.perf_floor import FloorCount, ProductFlops, gemm_rate, linear_flops
 from bench.train.engine import evaluate, restore, train_fold, train_one_epoch
 from bench.train.runner import fold_batches, fold_inputs, plan_run, resolve_device
@@ -68,6 +69,17 @@ def _built(explicit: bool) -> contextlib.AbstractContextManager:
     from bench.api import explicit_computation
 
     return explicit_computation() if explicit else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _one_thread():
+    """Torch on one thread inside (the unit every thread-second here is counted in), as it was after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _fold(settings: Settings, method: str, cohort: str, fold: int, patients: int | None, bags_cache: dict,
@@ -163,13 +175,9 @@ def measured_run_cost(settings: Settings, task: SweepTask, *, patients: int = 24
     :func:`bench.store.costs.training_evaluations`), else one per epoch (an upper bound). Model building
     and the cohort's load are not counted.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         cost = time_epoch(settings, task.method, task.cohort, task.fold, patients=patients, bags_cache=bags_cache,
                           sets=dict(task.sets), features=task.features)
-    finally:
-        torch.set_num_threads(threads)
     plan = plan_run(settings, task.method, task.cohort, folds=[task.fold], epochs=task.epochs, sets=dict(task.sets),
                     features=task.features, load_store=False)
     epochs = int(plan.config["train"]["epochs"])
@@ -185,6 +193,24 @@ def measured_run_cost(settings: Settings, task: SweepTask, *, patients: int = 24
              f"{cost.n_train} training and {cost.timed_val} of {cost.n_val} validation patients, scaled) x {epochs} "
              f"+ {counted}")
     return CostEstimate(seconds, basis, seconds)
+
+
+def sweep_measurer(settings: Settings, patients: int) -> Callable[[SweepTask], CostEstimate]:
+    """What ``bench sweep --dry-run --measure N`` times each pending key with: :func:`measured_run_cost` on
+    ``patients`` patients, feature stores loaded once and each method's training-fold evaluation counts read
+    from the store once."""
+    if patients < 1:
+        raise BenchError(f"--measure {patients}: give a number of patients >= 1 (0 turns it off)")
+    bags: dict = {}
+    evaluations: dict[str, list[int]] = {}
+
+    def measure(task: SweepTask) -> CostEstimate:
+        if task.method not in evaluations:
+            evaluations[task.method] = training_evaluations(settings.results_dir, task.method)
+        return measured_run_cost(settings, task, patients=patients, bags_cache=bags,
+                                 train_evaluations=evaluations[task.method])
+
+    return measure
 
 
 def check_equal(settings: Settings, method: str, cohort: str, fold: int = 0, *, epochs: int = 2,
@@ -222,14 +248,12 @@ def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: in
     Returns ``{"costs": [...], "equality": [...], "floors": [...], "gemm_rates": {...}, "threads": 1, ...}``
     (JSON-ready).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     cache: dict = {}
     costs: list[EpochCost] = []
     equal: list[Equality] = []
     floors: list[dict[str, Any]] = []
     rates: dict[str, float] = {}
-    try:
+    with _one_thread():
         if floor:
             device = resolve_device(settings["run"]["device"])  # where the fold's epochs run
             rates = {"float32": gemm_rate(torch.float32, device=device),
@@ -268,8 +292,6 @@ def run_epoch_perf(settings: Settings, methods: list[str], cohort: str, fold: in
                     f"per fold-epoch ({split}; nn.Linear {count.linear_flops / 1e9:.0f}): at least "
                     f"{row['floor_s']:.1f} thread-s here (nn.Linear alone {row['linear_floor_s']:.1f}); "
                     f"{count.linalg_s:.1f} s inside matrix decompositions")
-    finally:
-        torch.set_num_threads(threads)
     ref = next(c.epoch_s for c in costs if c.method == reference and not c.explicit)
     rows = []
     for c in costs:
