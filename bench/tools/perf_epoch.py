@@ -73,7 +73,7 @@ def _built(explicit: bool) -> contextlib.AbstractContextManager:
 
 @contextlib.contextmanager
 def _one_thread():
-    """Torch on one thread inside (the unit every thread-second here is counted in), as it was after."""
+    """Torch on one thread inside (the unit every thread-second here is counted in); the old count restored after."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
